@@ -1,0 +1,46 @@
+# ocidl: `make` builds, `make test` sets up and runs every test, `make static` builds the
+# static musl binary. Missing tools are installed on first use (Debian, as root or via sudo).
+
+MUSL      := x86_64-unknown-linux-musl
+STATIC    := target/$(MUSL)/release/ocidl
+SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT       := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
+# Non-PIE static code: smaller, and nothing to relocate at start-up.
+MUSL_FLAGS := -C target-feature=+crt-static -C relocation-model=static
+
+.PHONY: all build static test test-deps musl-deps demo clean
+
+all: build
+
+build:
+	cargo build --release
+	@ls -l target/release/ocidl
+
+static: musl-deps
+	CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="$(MUSL_FLAGS)" \
+		cargo build --release --target $(MUSL)
+	@ls -l $(STATIC)
+	@file $(STATIC) 2>/dev/null || true
+
+test: test-deps
+	cargo test --all-targets
+
+demo: test-deps
+	OCIDL_DEMO=1 cargo test --test tests demo:: -- --nocapture --test-threads 1
+
+# What the tests start: the CNCF distribution registry, htpasswd for its Basic auth,
+# openssl for its TLS certificates.
+test-deps:
+	@command -v docker-registry >/dev/null && command -v htpasswd >/dev/null \
+		&& command -v openssl >/dev/null || { \
+		echo "installing docker-registry apache2-utils openssl"; \
+		$(APT) update -qq && $(APT) install -y -qq docker-registry apache2-utils openssl; }
+
+musl-deps:
+	@rustup target list --installed | grep -qx $(MUSL) || rustup target add $(MUSL)
+	@command -v musl-gcc >/dev/null || { \
+		echo "installing musl-tools (the C compiler ring needs)"; \
+		$(APT) update -qq && $(APT) install -y -qq musl-tools; }
+
+clean:
+	cargo clean

@@ -1,0 +1,207 @@
+//! The command line: every flag parsed into one plain `Args`, validated before any
+//! network traffic, so a usage error can exit 2 having sent nothing.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use lexopt::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::manifest::Platform;
+use crate::reference::{Defaults, Reference, Target};
+
+pub const HELP: &str = "\
+ocidl: download files from OCI registries (ghcr.io and any distribution-spec registry),
+verified against their digests.
+
+USAGE:
+    ocidl [OPTIONS] REFERENCE...
+
+REFERENCE:
+    [https://|http://]REGISTRY/PATH[:TAG]         a package: every file (titled layer) of it
+    [https://|http://]REGISTRY/PATH@sha256:HEX    one blob
+    No tag means 'latest'. Without a registry the path is on Docker Hub, or on ghcr.io
+    with --ghcr. Several references are pulled in order.
+
+OUTPUT:
+    -o, --output PATH     package: the directory to write into, created when missing [default: .]
+                          blob: the file to write; a directory when it exists or ends in '/';
+                          '-' is standard output [default: the last path segment]
+    -q, --quiet           no status lines on stderr
+
+REGISTRY:
+        --ghcr            the input is a ghcr.io path: prefix ghcr.io/ when it names no registry,
+                          and use ghcr's anonymous token (automatic for ghcr.io references)
+        --platform OS/ARCH[/VARIANT]
+                          which manifest of a multi-platform index [default: this machine's]
+        --plain-http      HTTP instead of HTTPS (local registries); same as an http:// prefix
+        --ca-file PATH    also trust the PEM certificates in PATH
+    -u, --username USER   log in as USER; the password (or token) is read from stdin
+        --password-stdin  read the password from standard input (needs --username)
+
+    -h, --help            this help
+    -V, --version         the version
+
+EXIT STATUS:
+    0  every reference was written and verified
+    1  a download failed (network, registry, verification, file system)
+    2  usage error (bad flag or reference), found before anything was sent
+
+EXAMPLES:
+    ocidl ghcr.io/pkgforge/bincache/curl/stunnel/trurl:8.11.1-x86_64-linux -o trurl/
+    ocidl ghcr.io/pkgforge/bincache/curl/stunnel/trurl@sha256:<hex> -o /usr/local/bin/trurl
+";
+
+/// Where files go: a path (file or directory, depending on what is pulled) or stdout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    Stdout,
+    Path(PathBuf),
+}
+
+/// Everything the command line says, validated.
+#[derive(Debug)]
+pub struct Args {
+    pub references: Vec<Reference>,
+    pub output: Option<Output>,
+    pub platform: Platform,
+    pub ca_file: Option<PathBuf>,
+    /// Set with `--password-stdin`; the password itself is read by `main`.
+    pub username: Option<String>,
+    pub quiet: bool,
+}
+
+/// What the user asked for: a run, or one of the flags that only print.
+#[derive(Debug)]
+pub enum Command {
+    Run(Args),
+    Help,
+    Version,
+}
+
+pub fn parse_args(mut parser: lexopt::Parser) -> Result<Command> {
+    let mut inputs: Vec<String> = Vec::new();
+    let mut output = None;
+    let mut platform = None;
+    let mut ca_file = None;
+    let mut username = None;
+    let mut password_stdin = false;
+    let mut quiet = false;
+    let mut defaults = Defaults::default();
+
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('o') | Long("output") => {
+                let value = parser.value()?;
+                output = Some(if value == "-" { Output::Stdout } else { Output::Path(value.into()) });
+            }
+            Long("platform") => platform = Some(parser.value()?.parse::<Platform>()?),
+            Long("ghcr") => defaults.ghcr = true,
+            Long("plain-http") => defaults.plain_http = true,
+            Long("ca-file") => ca_file = Some(PathBuf::from(parser.value()?)),
+            Short('u') | Long("username") => username = Some(utf8(parser.value()?, "--username")?),
+            Long("password-stdin") => password_stdin = true,
+            Short('q') | Long("quiet") => quiet = true,
+            Short('h') | Long("help") => return Ok(Command::Help),
+            Short('V') | Long("version") => return Ok(Command::Version),
+            Value(value) => inputs.push(utf8(value, "reference")?),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+
+    if inputs.is_empty() {
+        return Err(Error::Usage("missing REFERENCE".into()));
+    }
+    match (&username, password_stdin) {
+        (Some(_), false) => return Err(Error::Usage("--username needs --password-stdin".into())),
+        (None, true) => return Err(Error::Usage("--password-stdin needs --username".into())),
+        _ => {}
+    }
+    // --ghcr and --plain-http may come after the references, so these are parsed last.
+    let references = inputs
+        .iter()
+        .map(|input| Reference::parse(input, defaults))
+        .collect::<Result<Vec<_>>>()?;
+    if output == Some(Output::Stdout) {
+        if let Some(r) = references.iter().find(|r| matches!(r.target(), Target::Tag(_))) {
+            return Err(Error::Usage(format!(
+                "'-o -' writes one blob to stdout, but {r} is a package (its files need a directory)"
+            )));
+        }
+        if references.len() > 1 {
+            return Err(Error::Usage("'-o -' takes one reference".into()));
+        }
+    }
+    Ok(Command::Run(Args {
+        references,
+        output,
+        platform: platform.unwrap_or_else(Platform::host),
+        ca_file,
+        username,
+        quiet,
+    }))
+}
+
+fn utf8(value: OsString, what: &str) -> Result<String> {
+    value
+        .into_string()
+        .map_err(|v| Error::Usage(format!("{what} is not valid UTF-8: {}", v.to_string_lossy())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Command> {
+        parse_args(lexopt::Parser::from_args(args.iter().copied()))
+    }
+
+    fn run(args: &[&str]) -> Args {
+        match parse(args) {
+            Ok(Command::Run(a)) => a,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn flags_anywhere_apply_to_every_reference() {
+        let a = run(&["a.io/x", "-o", "out", "b/c:1", "--ghcr", "--platform", "linux/arm64", "-q"]);
+        assert_eq!(a.references.len(), 2);
+        assert_eq!(a.references[1].name(), "ghcr.io/b/c:1");
+        assert_eq!(a.output, Some(Output::Path("out".into())));
+        assert_eq!(a.platform.to_string(), "linux/arm64");
+        assert!(a.quiet);
+        let a = run(&["--output=-", "x.io/y@sha256:0000000000000000000000000000000000000000000000000000000000000000"]);
+        assert_eq!(a.output, Some(Output::Stdout));
+        assert_eq!(run(&["-u", "me", "--password-stdin", "x.io/y"]).username.as_deref(), Some("me"));
+        assert_eq!(run(&["x.io/y"]).platform, Platform::host());
+    }
+
+    #[test]
+    fn help_and_version_win() {
+        assert!(matches!(parse(&["x.io/y", "--help"]), Ok(Command::Help)));
+        assert!(matches!(parse(&["-V"]), Ok(Command::Version)));
+    }
+
+    #[test]
+    fn usage_errors() {
+        for (args, says) in [
+            (&[][..], "missing REFERENCE"),
+            (&["--bogus", "x.io/y"], "--bogus"),
+            (&["x.io/y", "-o"], "missing argument"),
+            (&["x.io/y", "--platform", "linux"], "invalid platform"),
+            (&["x.io/Y"], "invalid reference"),
+            (&["-u", "me", "x.io/y"], "--password-stdin"),
+            (&["--password-stdin", "x.io/y"], "--username"),
+            (&["-o", "-", "x.io/y:tag"], "is a package"),
+        ] {
+            match parse(args) {
+                Err(e) => {
+                    assert!(e.is_usage(), "{args:?}: {e}");
+                    assert!(e.to_string().contains(says), "{args:?}: {e}");
+                }
+                Ok(c) => panic!("{args:?} accepted: {c:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! The one error type. Every failure ends up here, is printed once by `main` as
+//! `ocidl: <what failed>: <cause>`, and `main` alone turns it into an exit code.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use crate::digest::Digest;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug)]
+pub enum Error {
+    /// The command line is wrong: unknown flag, missing value, flags that don't go together.
+    Usage(String),
+    /// A reference does not follow the grammar (see `reference.rs`).
+    InvalidReference { input: String, reason: String },
+    /// The registry could not be reached at all (DNS, refused, reset before any answer).
+    Connect { host: String, cause: String },
+    /// The TLS handshake failed, most often an untrusted certificate.
+    Tls { host: String, cause: String },
+    /// Any other transport failure while talking to a registry or reading a body.
+    Network(String),
+    /// 404 for a manifest or a blob.
+    NotFound(String),
+    /// 401 after every credential we could offer.
+    AuthRequired,
+    /// 403: the credentials were accepted but do not grant pull.
+    Denied,
+    /// A status we have no better word for.
+    Status { status: u16, url: String },
+    /// More redirects than `registry::MAX_REDIRECTS`, or a redirect without a usable Location.
+    Redirect(String),
+    /// The registry's answer is not something we can use (bad JSON, schema1, missing fields).
+    BadManifest(String),
+    /// Content hashed to another digest than the one it was asked for by.
+    DigestMismatch { expected: Digest, actual: Digest },
+    /// Content was shorter or longer than its descriptor said.
+    SizeMismatch { expected: u64, actual: u64 },
+    /// A layer title that would write outside the output directory, or is not a file name.
+    UnsafeTitle { title: String, reason: &'static str },
+    /// Two layers carry the same title.
+    DuplicateTitle(String),
+    /// An image index has no manifest for the platform asked for.
+    NoPlatform { wanted: String, available: Vec<String> },
+    /// A local file could not be read or written.
+    File { path: PathBuf, cause: io::Error },
+    /// One file of a package failed; says which.
+    Layer { title: String, source: Box<Error> },
+    /// Writing to standard output failed (a closed pipe is not reported, see `main`).
+    Stdout(io::Error),
+}
+
+impl Error {
+    pub fn file(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
+        let path = path.into();
+        move |cause| Error::File { path, cause }
+    }
+
+    /// Usage errors are the user's to fix before anything is sent; they get exit status 2.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, Error::Usage(_) | Error::InvalidReference { .. })
+    }
+
+    /// A closed stdout (`ocidl ... -o - | head -c1`) is the reader's choice, not a failure.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Error::Stdout(e) if e.kind() == io::ErrorKind::BrokenPipe)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Usage(msg) => write!(f, "{msg} (see 'ocidl --help')"),
+            Error::InvalidReference { input, reason } => {
+                write!(f, "invalid reference '{input}': {reason}")
+            }
+            Error::Connect { host, cause } => write!(f, "cannot connect to {host}: {cause}"),
+            Error::Tls { host, cause } => write!(
+                f,
+                "TLS with {host} failed: {cause} (a private CA needs --ca-file; \
+                 a plain HTTP registry needs --plain-http)"
+            ),
+            Error::Network(cause) => write!(f, "network error: {cause}"),
+            Error::NotFound(what) => write!(f, "not found: {what}"),
+            Error::AuthRequired => write!(
+                f,
+                "authentication required (credentials missing or refused; see --username)"
+            ),
+            Error::Denied => write!(f, "access denied"),
+            Error::Status { status, url } => write!(f, "unexpected HTTP status {status} from {url}"),
+            Error::Redirect(msg) => write!(f, "redirect failed: {msg}"),
+            Error::BadManifest(msg) => write!(f, "unusable manifest: {msg}"),
+            Error::DigestMismatch { expected, actual } => {
+                write!(f, "digest mismatch: expected {expected}, got {actual}")
+            }
+            Error::SizeMismatch { expected, actual } => {
+                write!(f, "size mismatch: expected {expected} bytes, got {actual}")
+            }
+            Error::UnsafeTitle { title, reason } => {
+                write!(f, "unsafe title {title:?}: {reason}; nothing was written")
+            }
+            Error::DuplicateTitle(title) => write!(f, "two layers are titled {title:?}"),
+            Error::NoPlatform { wanted, available } => write!(
+                f,
+                "no manifest for platform {wanted} (available: {}); choose one with --platform",
+                if available.is_empty() { "none".to_string() } else { available.join(", ") }
+            ),
+            Error::File { path, cause } => write!(f, "{}: {cause}", path.display()),
+            Error::Layer { title, source } => write!(f, "{title}: {source}"),
+            Error::Stdout(cause) => write!(f, "standard output: {cause}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<lexopt::Error> for Error {
+    fn from(e: lexopt::Error) -> Error {
+        Error::Usage(e.to_string())
+    }
+}

@@ -1,0 +1,441 @@
+//! References: what the user typed, parsed once into small validated types.
+//!
+//! The grammar is the one Docker and the CNCF distribution registry use:
+//!
+//! ```text
+//! [scheme://][registry/]path[:tag][@sha256:hex]
+//! ```
+//!
+//! - `scheme` is optional and ocidl's own addition, because users paste links:
+//!   `https://` is the default anyway, `http://` means plain HTTP like `--plain-http`.
+//! - The first path segment is a registry only if it contains `.` or `:`, is `localhost`,
+//!   or has an uppercase letter (Docker's rule, kept for compatibility). A registry is a host
+//!   name, an IPv4 address or a bracketed IPv6 address, with an optional numeric port.
+//!   Without one, the registry is Docker Hub, or ghcr.io with `--ghcr`.
+//! - Path segments are lowercase letters and digits, joined by `.`, `_`, `__` or runs of `-`.
+//!   The path (without the registry) is at most 255 characters.
+//! - A `:` starts a tag only when no `/` follows it, so `host:5000/repo` still parses. A tag is
+//!   a word character then up to 127 of `[A-Za-z0-9_.-]`. No tag means `latest`.
+//! - `@sha256:` and 64 lowercase hex characters name one blob. Given both, the digest wins and
+//!   the tag is only a label, as in Docker.
+//!
+//! Defaults are applied here and nowhere else: the constants below.
+
+use std::fmt;
+use std::net::Ipv6Addr;
+
+use crate::digest::Digest;
+use crate::error::Error;
+
+/// The tag pulled when a reference names none.
+pub const DEFAULT_TAG: &str = "latest";
+/// The registry of a reference that names none (without `--ghcr`).
+pub const DOCKER_HUB: &str = "docker.io";
+/// Names Docker accepts for Docker Hub; they are all rewritten to `DOCKER_HUB`.
+const DOCKER_HUB_ALIASES: [&str; 3] = ["docker.io", "index.docker.io", "registry-1.docker.io"];
+/// Docker Hub's API lives on another host than its name.
+const DOCKER_HUB_API: &str = "registry-1.docker.io";
+/// GitHub's registry, where the anonymous `Bearer QQ==` shortcut works.
+pub const GHCR: &str = "ghcr.io";
+const MAX_PATH_LEN: usize = 255;
+const MAX_TAG_LEN: usize = 128;
+
+/// What the command line decides for every reference: `--ghcr` and `--plain-http`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Defaults {
+    pub ghcr: bool,
+    pub plain_http: bool,
+}
+
+/// A registry host, with how to talk to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registry {
+    host: String,
+    plain_http: bool,
+    ghcr: bool,
+}
+
+impl Registry {
+    /// The host as named, with its port: `ghcr.io`, `127.0.0.1:5000`, `docker.io`.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// `https://host` (or `http://` for plain HTTP), with Docker Hub's API host swapped in.
+    pub fn base_url(&self) -> String {
+        let host = if self.host == DOCKER_HUB { DOCKER_HUB_API } else { &self.host };
+        let scheme = if self.plain_http { "http" } else { "https" };
+        format!("{scheme}://{host}")
+    }
+
+    /// ghcr.io, or a registry the user told us behaves like it (`--ghcr`).
+    pub fn is_ghcr(&self) -> bool {
+        self.ghcr
+    }
+}
+
+/// A registry and a repository path in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Repository {
+    registry: Registry,
+    path: String,
+}
+
+impl Repository {
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The path as the API wants it: Docker Hub's one-segment names get `library/`.
+    pub fn path(&self) -> String {
+        if self.registry.host == DOCKER_HUB && !self.path.contains('/') {
+            format!("library/{}", self.path)
+        } else {
+            self.path.clone()
+        }
+    }
+
+    /// The fully qualified name: `docker.io/library/debian`.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.registry.host, self.path())
+    }
+
+    /// The last path segment: the default file name of a blob.
+    pub fn last_segment(&self) -> &str {
+        self.path.rsplit('/').next().unwrap_or(&self.path)
+    }
+}
+
+/// What in a repository is asked for: a tagged package, or one blob by digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Tag(String),
+    Blob(Digest),
+}
+
+/// A parsed reference. `Display` gives back what the user typed, for messages.
+#[derive(Clone, Debug)]
+pub struct Reference {
+    input: String,
+    repository: Repository,
+    target: Target,
+}
+
+impl Reference {
+    pub fn parse(input: &str, defaults: Defaults) -> Result<Reference, Error> {
+        parse(input, defaults).map_err(|reason| Error::InvalidReference {
+            input: input.to_string(),
+            reason,
+        })
+    }
+
+    pub fn repository(&self) -> &Repository {
+        &self.repository
+    }
+
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.input)
+    }
+}
+
+fn parse(input: &str, defaults: Defaults) -> Result<Reference, String> {
+    let (rest, plain_http) = if let Some(rest) = input.strip_prefix("https://") {
+        (rest, false)
+    } else if let Some(rest) = input.strip_prefix("http://") {
+        (rest, true)
+    } else if let Some((scheme, _)) = input.split_once("://") {
+        return Err(format!("unsupported scheme '{scheme}://' (use https:// or http://)"));
+    } else {
+        (input, defaults.plain_http)
+    };
+    if rest.is_empty() {
+        return Err("empty reference".into());
+    }
+
+    let (name_and_tag, digest) = match rest.split_once('@') {
+        Some((before, after)) => (before, Some(after.parse::<Digest>()?)),
+        None => (rest, None),
+    };
+    let (name, tag) = match name_and_tag.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name, Some(tag)),
+        _ => (name_and_tag, None),
+    };
+    if let Some(tag) = tag {
+        check_tag(tag)?;
+    }
+    if name.is_empty() {
+        return Err("missing repository name".into());
+    }
+
+    let (domain, path) = match name.split_once('/') {
+        Some((first, path)) if looks_like_registry(first) => (Some(first), path),
+        _ => (None, name),
+    };
+    if let Some(domain) = domain {
+        check_domain(domain)?;
+    }
+    for segment in path.split('/') {
+        check_path_segment(segment)?;
+    }
+    if path.len() > MAX_PATH_LEN {
+        return Err(format!("repository path longer than {MAX_PATH_LEN} characters"));
+    }
+
+    let host = match domain {
+        Some(d) if DOCKER_HUB_ALIASES.contains(&d) => DOCKER_HUB,
+        Some(d) => d,
+        None if defaults.ghcr => GHCR,
+        None => DOCKER_HUB,
+    };
+    let registry = Registry {
+        host: host.to_string(),
+        plain_http,
+        ghcr: defaults.ghcr || host == GHCR,
+    };
+    let target = match (digest, tag) {
+        (Some(digest), _) => Target::Blob(digest),
+        (None, tag) => Target::Tag(tag.unwrap_or(DEFAULT_TAG).to_string()),
+    };
+    Ok(Reference {
+        input: input.to_string(),
+        repository: Repository { registry, path: path.to_string() },
+        target,
+    })
+}
+
+fn looks_like_registry(first: &str) -> bool {
+    first.contains(['.', ':'])
+        || first == "localhost"
+        || first.bytes().any(|b| b.is_ascii_uppercase())
+}
+
+fn check_tag(tag: &str) -> Result<(), String> {
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let bytes = tag.as_bytes();
+    if tag.is_empty() {
+        return Err("empty tag after ':'".into());
+    }
+    if tag.len() > MAX_TAG_LEN {
+        return Err(format!("tag longer than {MAX_TAG_LEN} characters"));
+    }
+    if !word(bytes[0]) || !bytes.iter().all(|&b| word(b) || b == b'.' || b == b'-') {
+        return Err(format!("invalid tag '{tag}' (letters, digits, '_', '.', '-'; not first '.' or '-')"));
+    }
+    Ok(())
+}
+
+/// `host[:port]`, where host is a DNS name, an IPv4 address or `[IPv6]`.
+fn check_domain(domain: &str) -> Result<(), String> {
+    let bad = || format!("invalid registry '{domain}'");
+    let (host_ok, port) = if let Some(inner) = domain.strip_prefix('[') {
+        let (v6, after) = inner.split_once(']').ok_or_else(bad)?;
+        let port = match after {
+            "" => None,
+            _ => Some(after.strip_prefix(':').ok_or_else(bad)?),
+        };
+        // Plain hex groups only: zones and embedded IPv4 are refused, as distribution does.
+        let v6_ok = v6.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') && v6.parse::<Ipv6Addr>().is_ok();
+        (v6_ok, port)
+    } else {
+        match domain.split_once(':') {
+            Some((host, port)) => (is_dns_name(host), Some(port)),
+            None => (is_dns_name(domain), None),
+        }
+    };
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if host_ok && port_ok {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
+/// Dot-separated labels of letters, digits and inner `-` (IPv4 addresses pass too).
+fn is_dns_name(host: &str) -> bool {
+    host.split('.').all(|label| {
+        let b = label.as_bytes();
+        !b.is_empty()
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric()
+            && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-')
+    })
+}
+
+/// `[a-z0-9]+` runs joined by `.`, `_`, `__` or any number of `-`.
+fn check_path_segment(segment: &str) -> Result<(), String> {
+    let b = segment.as_bytes();
+    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let mut i = 0;
+    loop {
+        let run = i;
+        while i < b.len() && alnum(b[i]) {
+            i += 1;
+        }
+        if i == run {
+            break;
+        }
+        if i == b.len() {
+            return Ok(());
+        }
+        match b[i] {
+            b'.' => i += 1,
+            b'_' if b.get(i + 1) == Some(&b'_') => i += 2,
+            b'_' => i += 1,
+            b'-' => {
+                while b.get(i) == Some(&b'-') {
+                    i += 1;
+                }
+            }
+            _ => break,
+        }
+    }
+    if segment.is_empty() {
+        Err("empty path segment".into())
+    } else {
+        Err(format!(
+            "invalid path segment '{segment}' (lowercase letters and digits, joined by '.', '_', '__' or '-')"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEX: &str = "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff";
+
+    /// The fully qualified form: `docker.io/library/debian:latest`.
+    impl Reference {
+        pub fn name(&self) -> String {
+            match &self.target {
+                Target::Tag(tag) => format!("{}:{tag}", self.repository.name()),
+                Target::Blob(digest) => format!("{}@{digest}", self.repository.name()),
+            }
+        }
+    }
+
+    fn ok(input: &str) -> Reference {
+        Reference::parse(input, Defaults::default())
+            .unwrap_or_else(|e| panic!("{input:?} should parse: {e}"))
+    }
+
+    #[test]
+    fn defaults_are_applied() {
+        let r = ok("ubuntu");
+        assert_eq!(r.name(), "docker.io/library/ubuntu:latest");
+        assert_eq!(r.repository().registry().base_url(), "https://registry-1.docker.io");
+        assert_eq!(ok("index.docker.io/debian").name(), "docker.io/library/debian:latest");
+        assert_eq!(ok("docker/docker:1").name(), "docker.io/docker/docker:1");
+        assert_eq!(ok("localhost/debian").name(), "localhost/debian:latest");
+    }
+
+    #[test]
+    fn pkgforge_forms() {
+        let pkg = ok("ghcr.io/pkgforge/bincache/curl/stunnel/trurl:8.11.1-x86_64-linux");
+        assert_eq!(pkg.repository().registry().host(), "ghcr.io");
+        assert!(pkg.repository().registry().is_ghcr());
+        assert_eq!(pkg.repository().path(), "pkgforge/bincache/curl/stunnel/trurl");
+        assert_eq!(pkg.target(), &Target::Tag("8.11.1-x86_64-linux".into()));
+
+        let blob = ok(&format!("https://ghcr.io/pkgforge/bincache/curl/stunnel/trurl@sha256:{HEX}"));
+        assert_eq!(blob.repository().last_segment(), "trurl");
+        assert!(matches!(blob.target(), Target::Blob(d) if d.to_string() == format!("sha256:{HEX}")));
+        assert_eq!(blob.repository().registry().base_url(), "https://ghcr.io");
+    }
+
+    #[test]
+    fn ghcr_flag_and_schemes() {
+        let ghcr = Defaults { ghcr: true, plain_http: false };
+        let r = Reference::parse("pkgforge/bincache/jq:latest", ghcr).unwrap();
+        assert_eq!(r.name(), "ghcr.io/pkgforge/bincache/jq:latest");
+        // --ghcr on a named registry keeps the registry and the ghcr auth shortcut.
+        let r = Reference::parse("127.0.0.1:5000/a/b", ghcr).unwrap();
+        assert_eq!(r.repository().registry().host(), "127.0.0.1:5000");
+        assert!(r.repository().registry().is_ghcr());
+        assert!(!ok("127.0.0.1:5000/a/b").repository().registry().is_ghcr());
+
+        assert_eq!(ok("http://127.0.0.1:5000/a").repository().registry().base_url(), "http://127.0.0.1:5000");
+        let plain = Defaults { ghcr: false, plain_http: true };
+        let r = Reference::parse("https://127.0.0.1:5000/a", plain).unwrap();
+        assert_eq!(r.repository().registry().base_url(), "https://127.0.0.1:5000");
+        let r = Reference::parse("127.0.0.1:5000/a", plain).unwrap();
+        assert_eq!(r.repository().registry().base_url(), "http://127.0.0.1:5000");
+        assert_eq!(r.to_string(), "127.0.0.1:5000/a");
+    }
+
+    #[test]
+    fn digest_wins_over_tag() {
+        let r = ok(&format!("test:5000/repo:tag@sha256:{HEX}"));
+        assert!(matches!(r.target(), Target::Blob(_)));
+    }
+
+    #[test]
+    fn refuses_with_reasons() {
+        for (input, reason) in [
+            ("", "empty"),
+            ("ftp://x/y", "unsupported scheme"),
+            ("https://", "empty"),
+            ("repo@sha256:abc", "64 hex"),
+            ("repo@md5:abc", "unsupported digest algorithm"),
+            ("a@b@sha256:x", "digest"),
+            ("repo:", "empty tag"),
+            ("repo:-x", "invalid tag"),
+            ("Repo", "invalid path segment"),
+            ("a//b", "empty path segment"),
+            ("a/b/", "empty path segment"),
+            ("host.com:x0/a", "invalid registry"),
+            ("[::1/a", "invalid registry"),
+            ("a.-b.com/c", "invalid registry"),
+        ] {
+            match Reference::parse(input, Defaults::default()) {
+                Err(Error::InvalidReference { reason: r, .. }) => {
+                    assert!(r.contains(reason), "{input:?}: {r:?} lacks {reason:?}")
+                }
+                other => panic!("{input:?} gave {other:?}"),
+            }
+        }
+    }
+
+    /// distribution/reference's own table, as data in ../shared/conformance.
+    #[test]
+    fn conformance_vectors() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/conformance/reference-vectors.json");
+        let text = std::fs::read_to_string(path).expect("shared/conformance beside the checkout");
+        let vectors: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let vectors = vectors.as_array().unwrap();
+        assert!(vectors.len() > 80);
+        for v in vectors {
+            let input = v["input"].as_str().unwrap();
+            let parsed = Reference::parse(input, Defaults::default());
+            match v["ocidl"].as_str().unwrap() {
+                "valid" => {
+                    let r = parsed.unwrap_or_else(|e| panic!("{input:?} should be valid: {e}"));
+                    if let Some(tag) = v["tag"].as_str() {
+                        if v["digest"].is_null() {
+                            assert_eq!(r.target(), &Target::Tag(tag.into()), "{input:?}");
+                        }
+                    }
+                    if let Some(digest) = v["digest"].as_str() {
+                        assert!(matches!(r.target(), Target::Blob(d) if d.to_string() == digest));
+                    }
+                    // The table's parts are un-normalized: "a/b" has domain "a" there, while
+                    // Docker (and ocidl) read "a" as a Docker Hub namespace.
+                    if let Some(repository) = v["repository"].as_str() {
+                        assert!(r.repository().name().ends_with(repository), "{input:?}");
+                    }
+                    if let Some(domain) = v["domain"].as_str().filter(|d| looks_like_registry(d)) {
+                        assert_eq!(r.repository().registry().host(), domain, "{input:?}");
+                    }
+                }
+                "invalid" => assert!(parsed.is_err(), "{input:?} should be invalid"),
+                _ => {} // a documented quirk: either answer is right, but it must not panic
+            }
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! The registry client, and the only module that speaks HTTP.
+//!
+//! One `ureq::Agent` (plus one trusting `--ca-file`) serves the whole run, so connections are
+//! kept alive and reused. Redirects and authentication are handled here rather than by ureq,
+//! because only here do we know which hop may see the `Authorization` header: the registry's
+//! own origin (scheme, host and port), never a storage host it redirects to.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use ureq::http::{Response, Uri};
+use ureq::tls::{PemItem, RootCerts, TlsConfig};
+use ureq::{Agent, Body, BodyReader};
+
+use crate::auth::{self, Challenge, Credentials, GHCR_ANONYMOUS};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::manifest::{self, Manifest};
+use crate::reference::Repository;
+
+/// Redirects followed for one request. ghcr and Docker Hub use one (to their CDN).
+pub const MAX_REDIRECTS: usize = 10;
+/// Time allowed to open a connection, and for a reply or the next body bytes to arrive.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+/// Token and error bodies are small; we never read more than this of them.
+const SMALL_BODY: u64 = 64 << 10;
+
+pub struct Client {
+    agent: Agent,
+    /// Trusts `--ca-file` instead of the bundled roots; tried first, see `send`.
+    ca_agent: Option<Agent>,
+    credentials: Option<Credentials>,
+    /// `Authorization` values that worked, by registry host and scope: one token per run.
+    auth: HashMap<(String, String), String>,
+}
+
+/// A blob's body, ready to stream.
+pub struct Blob {
+    pub reader: BodyReader<'static>,
+    pub len: Option<u64>,
+}
+
+impl Client {
+    pub fn new(ca_file: Option<&Path>, credentials: Option<Credentials>) -> Result<Client> {
+        let ca_agent = match ca_file {
+            Some(path) => Some(agent(RootCerts::Specific(read_certificates(path)?.into()))),
+            None => None,
+        };
+        Ok(Client { agent: agent(RootCerts::WebPki), ca_agent, credentials, auth: HashMap::new() })
+    }
+
+    /// Fetches and parses a manifest by tag or digest, and returns it with its digest.
+    /// The body is checked against `Docker-Content-Digest` when the registry sends one,
+    /// and against the digest asked for when there is one.
+    pub fn manifest(&mut self, repo: &Repository, reference: &str) -> Result<(Manifest, Digest)> {
+        let url = format!("{}/v2/{}/manifests/{reference}", repo.registry().base_url(), repo.path());
+        let response = self.get(repo, &url, Some(manifest::ACCEPT))?;
+        let separator = if reference.contains(':') { '@' } else { ':' };
+        let mut response =
+            check_status(response, &url, || format!("manifest {}{separator}{reference}", repo.name()))?;
+        let content_type = header(&response, "content-type");
+        let sent_digest = header(&response, "docker-content-digest");
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(manifest::MAX_SIZE)
+            .read_to_vec()
+            .map_err(|e| match e {
+                ureq::Error::BodyExceedsLimit(_) => {
+                    Error::BadManifest(format!("larger than {} bytes", manifest::MAX_SIZE))
+                }
+                e => transport(&url, e),
+            })?;
+        let actual = Digest::of(&body);
+        let expected = reference.parse::<Digest>().ok().or_else(|| sent_digest?.parse().ok());
+        if let Some(expected) = expected {
+            if expected != actual {
+                return Err(Error::DigestMismatch { expected, actual });
+            }
+        }
+        Ok((Manifest::parse(content_type.as_deref(), &body)?, actual))
+    }
+
+    /// Starts downloading a blob; the caller streams and verifies it.
+    pub fn blob(&mut self, repo: &Repository, digest: &Digest) -> Result<Blob> {
+        let url = format!("{}/v2/{}/blobs/{digest}", repo.registry().base_url(), repo.path());
+        let response = self.get(repo, &url, None)?;
+        let response = check_status(response, &url, || format!("blob {}@{digest}", repo.name()))?;
+        let len = response.body().content_length();
+        Ok(Blob { reader: response.into_body().into_reader(), len })
+    }
+
+    /// GET with authentication: ghcr's anonymous token or a cached one first, then what a
+    /// 401 challenge asks for, once. Returns whatever the registry finally answers.
+    fn get(&mut self, repo: &Repository, url: &str, accept: Option<&str>) -> Result<Response<Body>> {
+        let registry = repo.registry();
+        let key = (registry.host().to_string(), format!("repository:{}:pull", repo.path()));
+        let mut authorization = self.auth.get(&key).cloned();
+        if authorization.is_none() && registry.is_ghcr() {
+            authorization = Some(GHCR_ANONYMOUS.to_string());
+        }
+        let mut answered_challenge = false;
+        loop {
+            let response = self.follow(url, accept, authorization.as_deref())?;
+            let status = response.status().as_u16();
+            let shortcut_refused = status == 403 && authorization.as_deref() == Some(GHCR_ANONYMOUS);
+            if status != 401 && !shortcut_refused {
+                return Ok(response);
+            }
+            if answered_challenge {
+                return Err(if status == 403 { Error::Denied } else { Error::AuthRequired });
+            }
+            let challenge = header(&response, "www-authenticate").as_deref().and_then(Challenge::parse);
+            drain(response);
+            let next = match challenge {
+                // A refused shortcut may come without a challenge: ask again with nothing.
+                None if authorization.is_some() => None,
+                None => return Err(Error::AuthRequired),
+                Some(Challenge::Basic) => Some(self.credentials.as_ref().ok_or(Error::AuthRequired)?.basic()),
+                Some(Challenge::Bearer { realm, service, scope }) => {
+                    Some(self.token(&realm, service.as_deref(), scope.as_deref().unwrap_or(&key.1))?)
+                }
+            };
+            if let Some(value) = &next {
+                self.auth.insert(key.clone(), value.clone());
+                answered_challenge = true;
+            }
+            authorization = next;
+        }
+    }
+
+    /// Asks a token service for a pull token, with the user's credentials when there are any.
+    fn token(&mut self, realm: &str, service: Option<&str>, scope: &str) -> Result<String> {
+        let url = auth::token_url(realm, service, scope);
+        let basic = self.credentials.as_ref().map(Credentials::basic);
+        let mut response = self.follow(&url, None, basic.as_deref())?;
+        match response.status().as_u16() {
+            200 => {}
+            401 | 403 => return Err(Error::AuthRequired),
+            status => return Err(Error::Status { status, url: realm.to_string() }),
+        }
+        let body = response.body_mut().with_config().limit(SMALL_BODY).read_to_vec();
+        let token = body.ok().as_deref().and_then(auth::parse_token);
+        let token = token.ok_or_else(|| Error::Network(format!("no token in the answer of {realm}")))?;
+        Ok(format!("Bearer {token}"))
+    }
+
+    /// Sends a GET and follows redirects, giving `authorization` only to hops on the
+    /// original URL's origin (GHSA-g5v4-5x39-vwhx is what happens otherwise).
+    fn follow(&mut self, url: &str, accept: Option<&str>, authorization: Option<&str>) -> Result<Response<Body>> {
+        let origin = Origin::of(url)?;
+        let mut url = url.to_string();
+        for _ in 0..=MAX_REDIRECTS {
+            let same_origin = Origin::of(&url)? == origin;
+            let response = self.send(&url, accept, authorization.filter(|_| same_origin))?;
+            if !response.status().is_redirection() {
+                return Ok(response);
+            }
+            let location = header(&response, "location")
+                .ok_or_else(|| Error::Redirect(format!("{} without a Location from {url}", response.status())))?;
+            drain(response);
+            url = resolve(&url, &location)?;
+        }
+        Err(Error::Redirect(format!("more than {MAX_REDIRECTS} redirects, last to {url}")))
+    }
+
+    /// One request. With `--ca-file`, the CA's agent goes first and the bundled roots are
+    /// the fallback: ureq's root store replaces rather than extends, and "also trust" is
+    /// what users of `--ca-file` expect (a registry on a private CA, a CDN on a public one).
+    fn send(&self, url: &str, accept: Option<&str>, authorization: Option<&str>) -> Result<Response<Body>> {
+        let call = |agent: &Agent| {
+            let mut request = agent.get(url);
+            if let Some(accept) = accept {
+                request = request.header("Accept", accept);
+            }
+            if let Some(authorization) = authorization {
+                request = request.header("Authorization", authorization);
+            }
+            request.call()
+        };
+        let result = match &self.ca_agent {
+            Some(ca_agent) if url.starts_with("https:") => match call(ca_agent) {
+                Err(ureq::Error::Rustls(_)) => call(&self.agent),
+                other => other,
+            },
+            _ => call(&self.agent),
+        };
+        result.map_err(|e| transport(url, e))
+    }
+}
+
+fn agent(roots: RootCerts) -> Agent {
+    Agent::config_builder()
+        // We read every status ourselves: a 401's challenge, a 404's meaning.
+        .http_status_as_error(false)
+        // Redirects are followed in `follow`, which knows who may see credentials.
+        .max_redirects(0)
+        .timeout_connect(Some(TIMEOUT))
+        .timeout_recv_response(Some(TIMEOUT))
+        // Idle time between reads, not the whole body: a 1 GiB blob may take minutes.
+        .timeout_per_read(Some(TIMEOUT))
+        .user_agent(concat!("ocidl/", env!("CARGO_PKG_VERSION")))
+        .tls_config(TlsConfig::builder().root_certs(roots).build())
+        .build()
+        .new_agent()
+}
+
+fn read_certificates(path: &Path) -> Result<Vec<ureq::tls::Certificate<'static>>> {
+    let pem = std::fs::read(path).map_err(Error::file(path))?;
+    let mut certificates = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(PemItem::Certificate(c)) => certificates.push(c),
+            Ok(_) => {}
+            Err(e) => return Err(Error::Usage(format!("--ca-file {}: {e}", path.display()))),
+        }
+    }
+    if certificates.is_empty() {
+        return Err(Error::Usage(format!("--ca-file {}: no PEM certificate in it", path.display())));
+    }
+    Ok(certificates)
+}
+
+/// Maps the statuses that have a meaning for the user; lets 2xx through.
+fn check_status(response: Response<Body>, url: &str, what: impl Fn() -> String) -> Result<Response<Body>> {
+    let status = response.status().as_u16();
+    if (200..300).contains(&status) {
+        return Ok(response);
+    }
+    drain(response);
+    Err(match status {
+        404 => Error::NotFound(what()),
+        401 => Error::AuthRequired,
+        403 => Error::Denied,
+        status => Error::Status { status, url: url.to_string() },
+    })
+}
+
+fn header(response: &Response<Body>, name: &str) -> Option<String> {
+    response.headers().get(name)?.to_str().ok().map(str::to_string)
+}
+
+/// Reads a small unwanted body to its end, so its connection goes back to the pool.
+fn drain(mut response: Response<Body>) {
+    let _ = response.body_mut().with_config().limit(SMALL_BODY).read_to_vec();
+}
+
+fn transport(url: &str, e: ureq::Error) -> Error {
+    let host = Uri::try_from(url).ok().and_then(|u| u.authority().map(|a| a.to_string())).unwrap_or_default();
+    match e {
+        ureq::Error::HostNotFound => Error::Connect { host, cause: "host not found".into() },
+        ureq::Error::ConnectionFailed => Error::Connect { host, cause: "connection failed".into() },
+        ureq::Error::Io(io) if is_connect_failure(&io) => Error::Connect { host, cause: io.to_string() },
+        // rustls reports handshake failures (an untrusted certificate, a plain HTTP server
+        // on the other end) as invalid data on the socket.
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData && url.starts_with("https:") => {
+            Error::Tls { host, cause: io.to_string() }
+        }
+        ureq::Error::Rustls(tls) => Error::Tls { host, cause: tls.to_string() },
+        ureq::Error::Tls(tls) => Error::Tls { host, cause: tls.to_string() },
+        ureq::Error::Timeout(t) => Error::Network(format!("{host}: timed out ({t})")),
+        e => Error::Network(format!("{host}: {e}")),
+    }
+}
+
+fn is_connect_failure(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), ConnectionRefused | HostUnreachable | NetworkUnreachable | AddrNotAvailable)
+}
+
+/// Scheme, host and port: what must match for a hop to see our credentials.
+#[derive(Debug, PartialEq, Eq)]
+struct Origin {
+    scheme: String,
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    fn of(url: &str) -> Result<Origin> {
+        let bad = || Error::Redirect(format!("unusable URL {url}"));
+        let uri = Uri::try_from(url).map_err(|_| bad())?;
+        let scheme = uri.scheme_str().ok_or_else(bad)?.to_ascii_lowercase();
+        let default_port = match scheme.as_str() {
+            "https" => 443,
+            "http" => 80,
+            _ => return Err(bad()),
+        };
+        Ok(Origin {
+            host: uri.host().ok_or_else(bad)?.to_ascii_lowercase(),
+            port: uri.port_u16().unwrap_or(default_port),
+            scheme,
+        })
+    }
+}
+
+/// Resolves a Location header against the URL that sent it (RFC 9110 allows relative ones).
+fn resolve(base: &str, location: &str) -> Result<String> {
+    if location.contains("://") {
+        return Ok(location.to_string());
+    }
+    let uri = Uri::try_from(base).map_err(|_| Error::Redirect(format!("unusable URL {base}")))?;
+    let scheme = uri.scheme_str().unwrap_or("https");
+    let authority = uri.authority().map(|a| a.as_str()).unwrap_or("");
+    Ok(if let Some(rest) = location.strip_prefix("//") {
+        format!("{scheme}://{rest}")
+    } else if location.starts_with('/') {
+        format!("{scheme}://{authority}{location}")
+    } else {
+        let dir = uri.path().rsplit_once('/').map(|(dir, _)| dir).unwrap_or("");
+        format!("{scheme}://{authority}{dir}/{location}")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_compare_scheme_host_and_port() {
+        let o = |u: &str| Origin::of(u).unwrap();
+        assert_eq!(o("https://ghcr.io/v2/x"), o("https://GHCR.io:443/token"));
+        assert_ne!(o("https://ghcr.io/v2/x"), o("http://ghcr.io/v2/x"));
+        assert_ne!(o("http://127.0.0.1:5000/a"), o("http://127.0.0.1:5001/a"));
+        assert_ne!(o("https://ghcr.io/a"), o("https://pkg-containers.githubusercontent.com/a"));
+        assert!(Origin::of("ftp://x/y").is_err());
+        assert!(Origin::of("/relative").is_err());
+    }
+
+    #[test]
+    fn resolves_locations() {
+        let base = "http://127.0.0.1:5000/v2/a/blobs/sha256:00?x=1";
+        assert_eq!(resolve(base, "https://cdn.example/b?sig=1").unwrap(), "https://cdn.example/b?sig=1");
+        assert_eq!(resolve(base, "//cdn.example/b").unwrap(), "http://cdn.example/b");
+        assert_eq!(resolve(base, "/other/path").unwrap(), "http://127.0.0.1:5000/other/path");
+        assert_eq!(resolve(base, "sibling").unwrap(), "http://127.0.0.1:5000/v2/a/blobs/sibling");
+    }
+}
