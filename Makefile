@@ -8,7 +8,7 @@ APT       := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 # Non-PIE static code: smaller, and nothing to relocate at start-up.
 MUSL_FLAGS := -C target-feature=+crt-static -C relocation-model=static
 
-.PHONY: all build static test test-deps musl-deps demo clean
+.PHONY: all build static test test-deps musl-deps demo fuzz clean
 
 all: build
 
@@ -29,12 +29,12 @@ demo: test-deps
 	OCIDL_DEMO=1 cargo test --test tests demo:: -- --nocapture --test-threads 1
 
 # What the tests start: the CNCF distribution registry, htpasswd for its Basic auth,
-# openssl for its TLS certificates.
+# openssl for its TLS certificates, curl to check the test registry by hand.
 test-deps:
 	@command -v docker-registry >/dev/null && command -v htpasswd >/dev/null \
-		&& command -v openssl >/dev/null || { \
-		echo "installing docker-registry apache2-utils openssl"; \
-		$(APT) update -qq && $(APT) install -y -qq docker-registry apache2-utils openssl; }
+		&& command -v openssl >/dev/null && command -v curl >/dev/null || { \
+		echo "installing docker-registry apache2-utils openssl curl"; \
+		$(APT) update -qq && $(APT) install -y -qq docker-registry apache2-utils openssl curl; }
 
 musl-deps:
 	@rustup target list --installed | grep -qx $(MUSL) || rustup target add $(MUSL)
@@ -44,3 +44,14 @@ musl-deps:
 
 clean:
 	cargo clean
+
+# Each cargo-fuzz target for FUZZ_SECONDS (nightly and cargo-fuzz; installed when missing).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := reference www_authenticate manifest headers
+fuzz:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/corpus/$$t; \
+		cargo +nightly fuzz run $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -max_len=65536 || exit 1; \
+	done

@@ -3,12 +3,15 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use lexopt::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::manifest::Platform;
 use crate::reference::{Defaults, Reference, Target};
+use crate::registry::DEFAULT_TIMEOUT;
+use crate::retry::DEFAULT_RETRIES;
 
 pub const HELP: &str = "\
 ocidl: download files from OCI registries (ghcr.io and any distribution-spec registry),
@@ -39,6 +42,11 @@ REGISTRY:
     -u, --username USER   log in as USER; the password (or token) is read from stdin
         --password-stdin  read the password from standard input (needs --username)
 
+NETWORK:
+        --retries N       tries after the first on dropped connections, timeouts, 408, 429
+                          and 5xx, with backoff and the server's Retry-After [default: 5]
+        --timeout SECONDS to connect, for a reply, and between two reads of a body [default: 30]
+
     -h, --help            this help
     -V, --version         the version
 
@@ -68,6 +76,8 @@ pub struct Args {
     pub ca_file: Option<PathBuf>,
     /// Set with `--password-stdin`; the password itself is read by `main`.
     pub username: Option<String>,
+    pub retries: u32,
+    pub timeout: Duration,
     pub quiet: bool,
 }
 
@@ -87,6 +97,8 @@ pub fn parse_args(mut parser: lexopt::Parser) -> Result<Command> {
     let mut username = None;
     let mut password_stdin = false;
     let mut quiet = false;
+    let mut retries = DEFAULT_RETRIES;
+    let mut timeout = DEFAULT_TIMEOUT;
     let mut defaults = Defaults::default();
 
     while let Some(arg) = parser.next()? {
@@ -101,6 +113,14 @@ pub fn parse_args(mut parser: lexopt::Parser) -> Result<Command> {
             Long("ca-file") => ca_file = Some(PathBuf::from(parser.value()?)),
             Short('u') | Long("username") => username = Some(utf8(parser.value()?, "--username")?),
             Long("password-stdin") => password_stdin = true,
+            Long("retries") => retries = number(&mut parser, "--retries")?,
+            Long("timeout") => {
+                let seconds: u64 = number(&mut parser, "--timeout")?;
+                if seconds == 0 {
+                    return Err(Error::Usage("--timeout must be at least 1 second".into()));
+                }
+                timeout = Duration::from_secs(seconds);
+            }
             Short('q') | Long("quiet") => quiet = true,
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
@@ -138,8 +158,16 @@ pub fn parse_args(mut parser: lexopt::Parser) -> Result<Command> {
         platform: platform.unwrap_or_else(Platform::host),
         ca_file,
         username,
+        retries,
+        timeout,
         quiet,
     }))
+}
+
+fn number<T: std::str::FromStr>(parser: &mut lexopt::Parser, flag: &str) -> Result<T> {
+    let value = parser.value()?;
+    let value = value.to_string_lossy();
+    value.parse().map_err(|_| Error::Usage(format!("{flag} takes a whole number, not '{value}'")))
 }
 
 fn utf8(value: OsString, what: &str) -> Result<String> {
@@ -175,6 +203,8 @@ mod tests {
         assert_eq!(a.output, Some(Output::Stdout));
         assert_eq!(run(&["-u", "me", "--password-stdin", "x.io/y"]).username.as_deref(), Some("me"));
         assert_eq!(run(&["x.io/y"]).platform, Platform::host());
+        let a = run(&["--retries", "0", "--timeout", "2", "x.io/y"]);
+        assert_eq!((a.retries, a.timeout), (0, Duration::from_secs(2)));
     }
 
     #[test]
@@ -194,6 +224,9 @@ mod tests {
             (&["-u", "me", "x.io/y"], "--password-stdin"),
             (&["--password-stdin", "x.io/y"], "--username"),
             (&["-o", "-", "x.io/y:tag"], "is a package"),
+            (&["--retries", "-1", "x.io/y"], "--retries"),
+            (&["--timeout", "0", "x.io/y"], "--timeout"),
+            (&["--timeout", "soon", "x.io/y"], "--timeout"),
         ] {
             match parse(args) {
                 Err(e) => {

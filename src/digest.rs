@@ -81,6 +81,21 @@ impl Verifier {
         Verifier { hasher: Sha256::new(), len: 0, expected: expected.clone(), size }
     }
 
+    /// Bytes seen so far.
+    pub fn seen(&self) -> u64 {
+        self.len
+    }
+
+    /// False while fewer bytes than the known size have been seen.
+    pub fn complete(&self) -> bool {
+        self.size.is_none_or(|size| self.len >= size)
+    }
+
+    /// Sets the size once a server has told it (Content-Length), when no descriptor did.
+    pub fn expect_size(&mut self, size: Option<u64>) {
+        self.size = self.size.or(size);
+    }
+
     pub fn update(&mut self, chunk: &[u8]) -> Result<()> {
         self.len += chunk.len() as u64;
         if let Some(size) = self.size {

@@ -27,8 +27,8 @@ pub enum Error {
     AuthRequired,
     /// 403: the credentials were accepted but do not grant pull.
     Denied,
-    /// A status we have no better word for.
-    Status { status: u16, url: String },
+    /// A status we have no better word for ("503 Service Unavailable").
+    Status { status: String, url: String },
     /// More redirects than `registry::MAX_REDIRECTS`, or a redirect without a usable Location.
     Redirect(String),
     /// The registry's answer is not something we can use (bad JSON, schema1, missing fields).
@@ -45,6 +45,8 @@ pub enum Error {
     NoPlatform { wanted: String, available: Vec<String> },
     /// A local file could not be read or written.
     File { path: PathBuf, cause: io::Error },
+    /// A download failed on the network; its bytes so far are kept for the next run.
+    Kept { path: PathBuf, source: Box<Error> },
     /// One file of a package failed; says which.
     Layer { title: String, source: Box<Error> },
     /// Writing to standard output failed (a closed pipe is not reported, see `main`).
@@ -60,6 +62,15 @@ impl Error {
     /// Usage errors are the user's to fix before anything is sent; they get exit status 2.
     pub fn is_usage(&self) -> bool {
         matches!(self, Error::Usage(_) | Error::InvalidReference { .. })
+    }
+
+    /// Failures that another try may not meet: the network, not the content or the user.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Connect { cause, .. } => cause != "host not found",
+            Error::Network(_) => true,
+            _ => false,
+        }
     }
 
     /// A closed stdout (`ocidl ... -o - | head -c1`) is the reader's choice, not a failure.
@@ -88,7 +99,7 @@ impl fmt::Display for Error {
                 "authentication required (credentials missing or refused; see --username)"
             ),
             Error::Denied => write!(f, "access denied"),
-            Error::Status { status, url } => write!(f, "unexpected HTTP status {status} from {url}"),
+            Error::Status { status, url } => write!(f, "HTTP {status} from {url}"),
             Error::Redirect(msg) => write!(f, "redirect failed: {msg}"),
             Error::BadManifest(msg) => write!(f, "unusable manifest: {msg}"),
             Error::DigestMismatch { expected, actual } => {
@@ -107,6 +118,9 @@ impl fmt::Display for Error {
                 if available.is_empty() { "none".to_string() } else { available.join(", ") }
             ),
             Error::File { path, cause } => write!(f, "{}: {cause}", path.display()),
+            Error::Kept { path, source } => {
+                write!(f, "{source} (the part downloaded is kept in {}; run again to resume)", path.display())
+            }
             Error::Layer { title, source } => write!(f, "{title}: {source}"),
             Error::Stdout(cause) => write!(f, "standard output: {cause}"),
         }

@@ -1,33 +1,27 @@
 //! ocidl: download files from OCI registries, verified, as a tiny static binary.
 //!
+//! The modules live in the library (`lib.rs`) so the fuzz targets can reach the parsers;
 //! `main` parses the command line, pulls each reference in order, and is the one place
 //! that prints errors and decides the exit status.
 
 #![deny(unsafe_code)]
 
-mod auth;
-mod cli;
-mod digest;
-mod error;
-mod manifest;
-mod pull;
-mod reference;
-mod registry;
-mod store;
-
 use std::io::Read;
 use std::process::ExitCode;
 
-use auth::Credentials;
-use cli::{Args, Command};
-use error::{Error, Result};
-use reference::Reference;
-use registry::Client;
+use ocidl::auth::Credentials;
+use ocidl::cli::{self, Args, Command};
+use ocidl::error::{Error, Result};
+use ocidl::pull;
+use ocidl::reference::Reference;
+use ocidl::registry::{self, Client};
+use ocidl::signal;
 
 const EXIT_FAILURE: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
+    signal::install();
     let args = match cli::parse_args(lexopt::Parser::from_env()) {
         Ok(Command::Run(args)) => args,
         Ok(Command::Help) => {
@@ -58,7 +52,13 @@ fn client(args: &Args) -> Result<Client> {
         Some(username) => Some(Credentials { username: username.clone(), password: read_password()? }),
         None => None,
     };
-    Client::new(args.ca_file.as_deref(), credentials)
+    Client::new(registry::Options {
+        ca_file: args.ca_file.clone(),
+        credentials,
+        retries: args.retries,
+        timeout: args.timeout,
+        quiet: args.quiet,
+    })
 }
 
 /// `--password-stdin`: the whole of stdin, less one trailing newline (`echo $TOKEN |`).

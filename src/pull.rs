@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::cli::{Args, Output};
 use crate::digest::Digest;
+use crate::download::{self, Job, Outcome};
 use crate::error::{Error, Result};
 use crate::manifest::{Descriptor, Manifest};
 use crate::reference::{Reference, Repository, Target};
@@ -22,24 +23,20 @@ pub fn pull(client: &mut Client, reference: &Reference, args: &Args) -> Result<(
 
 /// `oras blob fetch`: one blob, to a file named after the repository, or as `-o` says.
 fn fetch_blob(client: &mut Client, repo: &Repository, digest: &Digest, args: &Args) -> Result<()> {
+    let job = Job { repo, digest, size: None, quiet: args.quiet };
     let name = repo.last_segment();
     let target = match &args.output {
-        Some(Output::Stdout) => None,
-        Some(Output::Path(path)) if store::names_directory(path) => Some(path.join(name)),
-        Some(Output::Path(path)) => Some(path.clone()),
-        None => Some(PathBuf::from(name)),
+        Some(Output::Stdout) => {
+            let n = download::to_stdout(client, &job)?;
+            status(args, Path::new("(stdout)"), Outcome::Written(n), digest);
+            return Ok(());
+        }
+        Some(Output::Path(path)) if store::names_directory(path) => path.join(name),
+        Some(Output::Path(path)) => path.clone(),
+        None => PathBuf::from(name),
     };
-    let mut blob = client.blob(repo, digest)?;
-    match target {
-        None => {
-            let n = store::write_stdout(&mut blob.reader, digest, blob.len)?;
-            status(args, Path::new("(stdout)"), n, digest);
-        }
-        Some(path) => {
-            let n = store::write_file(&path, &mut blob.reader, digest, blob.len)?;
-            status(args, &path, n, digest);
-        }
-    }
+    let outcome = download::to_path(client, &job, &target)?;
+    status(args, &target, outcome, digest);
     Ok(())
 }
 
@@ -62,10 +59,10 @@ fn pull_package(client: &mut Client, repo: &Repository, tag: &str, args: &Args) 
     // Every path is decided before the first download, so one bad title writes nothing.
     let files = plan(root, &layers, args)?;
     for (path, layer) in files {
-        let mut blob = client.blob(repo, &layer.digest)?;
-        let n = store::write_file(&path, &mut blob.reader, &layer.digest, Some(layer.size))
+        let job = Job { repo, digest: &layer.digest, size: Some(layer.size), quiet: args.quiet };
+        let outcome = download::to_path(client, &job, &path)
             .map_err(|e| Error::Layer { title: layer.title.clone().unwrap_or_default(), source: Box::new(e) })?;
-        status(args, &path, n, &layer.digest);
+        status(args, &path, outcome, &layer.digest);
     }
     Ok(())
 }
@@ -93,11 +90,15 @@ fn plan<'a>(root: &Path, layers: &'a [Descriptor], args: &Args) -> Result<Vec<(P
     Ok(files)
 }
 
-/// One line per file written, on stderr: stdout is for data only.
-fn status(args: &Args, path: &Path, size: u64, digest: &Digest) {
-    if !args.quiet {
-        let path = path.strip_prefix(".").unwrap_or(path);
-        eprintln!("{}  {}  sha256:{}", path.display(), human_size(size), digest.short());
+/// One line per file, on stderr: stdout is for data only.
+fn status(args: &Args, path: &Path, outcome: Outcome, digest: &Digest) {
+    if args.quiet {
+        return;
+    }
+    let path = path.strip_prefix(".").unwrap_or(path).display();
+    match outcome {
+        Outcome::Written(n) => eprintln!("{path}  {}  sha256:{}", human_size(n), digest.short()),
+        Outcome::UpToDate(n) => eprintln!("{path}  {}  sha256:{}  up to date", human_size(n), digest.short()),
     }
 }
 

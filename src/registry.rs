@@ -3,13 +3,14 @@
 //! One `ureq::Agent` (plus one trusting `--ca-file`) serves the whole run, so connections are
 //! kept alive and reused. Redirects and authentication are handled here rather than by ureq,
 //! because only here do we know which hop may see the `Authorization` header: the registry's
-//! own origin (scheme, host and port), never a storage host it redirects to.
+//! own origin (scheme, host and port), never a storage host it redirects to. Every request
+//! is retried here on dropped connections, timeouts, 408, 429 and 5xx (see `retry.rs`).
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::time::Duration;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
-use ureq::http::{Response, Uri};
+use ureq::http::{Response, StatusCode, Uri};
 use ureq::tls::{PemItem, RootCerts, TlsConfig};
 use ureq::{Agent, Body, BodyReader};
 
@@ -18,19 +19,33 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::manifest::{self, Manifest};
 use crate::reference::Repository;
+use crate::retry::{self, Backoff};
 
 /// Redirects followed for one request. ghcr and Docker Hub use one (to their CDN).
 pub const MAX_REDIRECTS: usize = 10;
-/// Time allowed to open a connection, and for a reply or the next body bytes to arrive.
-pub const TIMEOUT: Duration = Duration::from_secs(30);
+/// Defaults to 30 s: to connect, for a reply, and between two reads of a body (`--timeout`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Token and error bodies are small; we never read more than this of them.
 const SMALL_BODY: u64 = 64 << 10;
+
+/// How the client behaves, from the command line.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub ca_file: Option<PathBuf>,
+    pub credentials: Option<Credentials>,
+    /// Tries after the first, per request (`--retries`).
+    pub retries: u32,
+    /// Connect, reply and idle-read timeout (`--timeout`).
+    pub timeout: Duration,
+    /// No notices about retries.
+    pub quiet: bool,
+}
 
 pub struct Client {
     agent: Agent,
     /// Trusts `--ca-file` instead of the bundled roots; tried first, see `send`.
     ca_agent: Option<Agent>,
-    credentials: Option<Credentials>,
+    options: Options,
     /// `Authorization` values that worked, by registry host and scope: one token per run.
     auth: HashMap<(String, String), String>,
 }
@@ -38,16 +53,26 @@ pub struct Client {
 /// A blob's body, ready to stream.
 pub struct Blob {
     pub reader: BodyReader<'static>,
+    /// Content-Length, when the server sent one.
     pub len: Option<u64>,
+    /// The offset in the blob where this body begins: where we asked, or 0 when the server
+    /// sent it whole (it ignored our Range, or the ETag changed).
+    pub start: u64,
+    /// The blob's ETag, for `If-Range` when resuming.
+    pub etag: Option<String>,
 }
 
 impl Client {
-    pub fn new(ca_file: Option<&Path>, credentials: Option<Credentials>) -> Result<Client> {
-        let ca_agent = match ca_file {
-            Some(path) => Some(agent(RootCerts::Specific(read_certificates(path)?.into()))),
+    pub fn new(options: Options) -> Result<Client> {
+        let ca_agent = match &options.ca_file {
+            Some(path) => Some(agent(RootCerts::Specific(read_certificates(path)?.into()), options.timeout)),
             None => None,
         };
-        Ok(Client { agent: agent(RootCerts::WebPki), ca_agent, credentials, auth: HashMap::new() })
+        Ok(Client { agent: agent(RootCerts::WebPki, options.timeout), ca_agent, options, auth: HashMap::new() })
+    }
+
+    pub fn retries(&self) -> u32 {
+        self.options.retries
     }
 
     /// Fetches and parses a manifest by tag or digest, and returns it with its digest.
@@ -55,7 +80,7 @@ impl Client {
     /// and against the digest asked for when there is one.
     pub fn manifest(&mut self, repo: &Repository, reference: &str) -> Result<(Manifest, Digest)> {
         let url = format!("{}/v2/{}/manifests/{reference}", repo.registry().base_url(), repo.path());
-        let response = self.get(repo, &url, Some(manifest::ACCEPT))?;
+        let response = self.get(repo, &url, &[("Accept", manifest::ACCEPT)])?;
         let separator = if reference.contains(':') { '@' } else { ':' };
         let mut response =
             check_status(response, &url, || format!("manifest {}{separator}{reference}", repo.name()))?;
@@ -82,18 +107,40 @@ impl Client {
         Ok((Manifest::parse(content_type.as_deref(), &body)?, actual))
     }
 
-    /// Starts downloading a blob; the caller streams and verifies it.
-    pub fn blob(&mut self, repo: &Repository, digest: &Digest) -> Result<Blob> {
+    /// Starts downloading a blob from byte `from` (0: all of it); the caller streams and
+    /// verifies it, and looks at `Blob::start` to see what it got.
+    pub fn blob(&mut self, repo: &Repository, digest: &Digest, from: u64, etag: Option<&str>) -> Result<Blob> {
         let url = format!("{}/v2/{}/blobs/{digest}", repo.registry().base_url(), repo.path());
-        let response = self.get(repo, &url, None)?;
+        let range = format!("bytes={from}-");
+        let mut headers = Vec::new();
+        if from > 0 {
+            headers.push(("Range", range.as_str()));
+            // If the content behind the URL changed, the server sends it whole (200).
+            headers.extend(etag.map(|etag| ("If-Range", etag)));
+        }
+        let mut response = self.get(repo, &url, &headers)?;
+        let mut start = 0;
+        if from > 0 {
+            let range = header(&response, "content-range").and_then(|v| parse_content_range(&v));
+            match (response.status().as_u16(), range) {
+                (206, Some(range)) if range.start == from => start = from,
+                // 416, or a range we did not ask for: take the whole blob instead.
+                (206 | 416, _) => {
+                    drain(response);
+                    response = self.get(repo, &url, &[])?;
+                }
+                _ => {}
+            }
+        }
         let response = check_status(response, &url, || format!("blob {}@{digest}", repo.name()))?;
+        let etag = header(&response, "etag");
         let len = response.body().content_length();
-        Ok(Blob { reader: response.into_body().into_reader(), len })
+        Ok(Blob { reader: response.into_body().into_reader(), len, start, etag })
     }
 
     /// GET with authentication: ghcr's anonymous token or a cached one first, then what a
     /// 401 challenge asks for, once. Returns whatever the registry finally answers.
-    fn get(&mut self, repo: &Repository, url: &str, accept: Option<&str>) -> Result<Response<Body>> {
+    fn get(&mut self, repo: &Repository, url: &str, headers: &[(&str, &str)]) -> Result<Response<Body>> {
         let registry = repo.registry();
         let key = (registry.host().to_string(), format!("repository:{}:pull", repo.path()));
         let mut authorization = self.auth.get(&key).cloned();
@@ -102,7 +149,7 @@ impl Client {
         }
         let mut answered_challenge = false;
         loop {
-            let response = self.follow(url, accept, authorization.as_deref())?;
+            let response = self.follow(url, headers, authorization.as_deref())?;
             let status = response.status().as_u16();
             let shortcut_refused = status == 403 && authorization.as_deref() == Some(GHCR_ANONYMOUS);
             if status != 401 && !shortcut_refused {
@@ -117,7 +164,7 @@ impl Client {
                 // A refused shortcut may come without a challenge: ask again with nothing.
                 None if authorization.is_some() => None,
                 None => return Err(Error::AuthRequired),
-                Some(Challenge::Basic) => Some(self.credentials.as_ref().ok_or(Error::AuthRequired)?.basic()),
+                Some(Challenge::Basic) => Some(self.options.credentials.as_ref().ok_or(Error::AuthRequired)?.basic()),
                 Some(Challenge::Bearer { realm, service, scope }) => {
                     Some(self.token(&realm, service.as_deref(), scope.as_deref().unwrap_or(&key.1))?)
                 }
@@ -133,12 +180,12 @@ impl Client {
     /// Asks a token service for a pull token, with the user's credentials when there are any.
     fn token(&mut self, realm: &str, service: Option<&str>, scope: &str) -> Result<String> {
         let url = auth::token_url(realm, service, scope);
-        let basic = self.credentials.as_ref().map(Credentials::basic);
-        let mut response = self.follow(&url, None, basic.as_deref())?;
+        let basic = self.options.credentials.as_ref().map(Credentials::basic);
+        let mut response = self.follow(&url, &[], basic.as_deref())?;
         match response.status().as_u16() {
             200 => {}
             401 | 403 => return Err(Error::AuthRequired),
-            status => return Err(Error::Status { status, url: realm.to_string() }),
+            status => return Err(Error::Status { status: status_text(status), url: realm.to_string() }),
         }
         let body = response.body_mut().with_config().limit(SMALL_BODY).read_to_vec();
         let token = body.ok().as_deref().and_then(auth::parse_token);
@@ -148,12 +195,12 @@ impl Client {
 
     /// Sends a GET and follows redirects, giving `authorization` only to hops on the
     /// original URL's origin (GHSA-g5v4-5x39-vwhx is what happens otherwise).
-    fn follow(&mut self, url: &str, accept: Option<&str>, authorization: Option<&str>) -> Result<Response<Body>> {
+    fn follow(&mut self, url: &str, headers: &[(&str, &str)], authorization: Option<&str>) -> Result<Response<Body>> {
         let origin = Origin::of(url)?;
         let mut url = url.to_string();
         for _ in 0..=MAX_REDIRECTS {
             let same_origin = Origin::of(&url)? == origin;
-            let response = self.send(&url, accept, authorization.filter(|_| same_origin))?;
+            let response = self.send(&url, headers, authorization.filter(|_| same_origin))?;
             if !response.status().is_redirection() {
                 return Ok(response);
             }
@@ -165,14 +212,40 @@ impl Client {
         Err(Error::Redirect(format!("more than {MAX_REDIRECTS} redirects, last to {url}")))
     }
 
-    /// One request. With `--ca-file`, the CA's agent goes first and the bundled roots are
-    /// the fallback: ureq's root store replaces rather than extends, and "also trust" is
-    /// what users of `--ca-file` expect (a registry on a private CA, a CDN on a public one).
-    fn send(&self, url: &str, accept: Option<&str>, authorization: Option<&str>) -> Result<Response<Body>> {
+    /// One request, tried again on what is worth trying again: dropped or refused
+    /// connections, timeouts, 408, 429 and 5xx, after the server's `Retry-After` or a backoff.
+    fn send(&self, url: &str, headers: &[(&str, &str)], authorization: Option<&str>) -> Result<Response<Body>> {
+        let mut backoff = Backoff::new(self.options.retries);
+        loop {
+            let result = self.send_once(url, headers, authorization);
+            let (why, retry_after) = match &result {
+                Ok(response) if retry::retryable(response.status().as_u16()) => (
+                    status_text(response.status().as_u16()),
+                    header(response, "retry-after").and_then(|v| retry::parse_retry_after(&v, SystemTime::now())),
+                ),
+                Err(e) if e.is_transient() => (e.to_string(), None),
+                _ => return result,
+            };
+            let Some(delay) = backoff.next_delay(retry_after) else { return result };
+            if let Ok(response) = result {
+                drain(response);
+            }
+            if !self.options.quiet {
+                let (n, of) = backoff.used();
+                eprintln!("retry {n} of {of} in {:.1} s: {why}", delay.as_secs_f64());
+            }
+            std::thread::sleep(delay);
+        }
+    }
+
+    /// With `--ca-file`, the CA's agent goes first and the bundled roots are the fallback:
+    /// ureq's root store replaces rather than extends, and "also trust" is what users of
+    /// `--ca-file` expect (a registry on a private CA, a CDN on a public one).
+    fn send_once(&self, url: &str, headers: &[(&str, &str)], authorization: Option<&str>) -> Result<Response<Body>> {
         let call = |agent: &Agent| {
             let mut request = agent.get(url);
-            if let Some(accept) = accept {
-                request = request.header("Accept", accept);
+            for (name, value) in headers {
+                request = request.header(*name, *value);
             }
             if let Some(authorization) = authorization {
                 request = request.header("Authorization", authorization);
@@ -190,23 +263,23 @@ impl Client {
     }
 }
 
-fn agent(roots: RootCerts) -> Agent {
+fn agent(roots: RootCerts, timeout: Duration) -> Agent {
     Agent::config_builder()
         // We read every status ourselves: a 401's challenge, a 404's meaning.
         .http_status_as_error(false)
         // Redirects are followed in `follow`, which knows who may see credentials.
         .max_redirects(0)
-        .timeout_connect(Some(TIMEOUT))
-        .timeout_recv_response(Some(TIMEOUT))
+        .timeout_connect(Some(timeout))
+        .timeout_recv_response(Some(timeout))
         // Idle time between reads, not the whole body: a 1 GiB blob may take minutes.
-        .timeout_per_read(Some(TIMEOUT))
+        .timeout_per_read(Some(timeout))
         .user_agent(concat!("ocidl/", env!("CARGO_PKG_VERSION")))
         .tls_config(TlsConfig::builder().root_certs(roots).build())
         .build()
         .new_agent()
 }
 
-fn read_certificates(path: &Path) -> Result<Vec<ureq::tls::Certificate<'static>>> {
+fn read_certificates(path: &std::path::Path) -> Result<Vec<ureq::tls::Certificate<'static>>> {
     let pem = std::fs::read(path).map_err(Error::file(path))?;
     let mut certificates = Vec::new();
     for item in ureq::tls::parse_pem(&pem) {
@@ -233,8 +306,35 @@ fn check_status(response: Response<Body>, url: &str, what: impl Fn() -> String) 
         404 => Error::NotFound(what()),
         401 => Error::AuthRequired,
         403 => Error::Denied,
-        status => Error::Status { status, url: url.to_string() },
+        status => Error::Status { status: status_text(status), url: url.to_string() },
     })
+}
+
+/// "503 Service Unavailable": the number for scripts, the words for people.
+fn status_text(status: u16) -> String {
+    let reason = StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
+    format!("{status} {reason}").trim_end().to_string()
+}
+
+/// The first byte of a `Content-Range: bytes <first>-<last>/<total or *>` answer, and the rest.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ContentRange {
+    pub start: u64,
+    pub end: u64,
+    pub total: Option<u64>,
+}
+
+pub fn parse_content_range(value: &str) -> Option<ContentRange> {
+    let (first_last, total) = value.trim().strip_prefix("bytes ")?.split_once('/')?;
+    let (first, last) = first_last.split_once('-')?;
+    let number = |s: &str| s.bytes().all(|b| b.is_ascii_digit()).then(|| s.parse::<u64>().ok()).flatten();
+    let range = ContentRange {
+        start: number(first)?,
+        end: number(last)?,
+        total: if total == "*" { None } else { Some(number(total)?) },
+    };
+    let fits = range.start <= range.end && range.total.is_none_or(|t| range.end < t);
+    fits.then_some(range)
 }
 
 fn header(response: &Response<Body>, name: &str) -> Option<String> {
@@ -326,6 +426,16 @@ mod tests {
         assert_ne!(o("https://ghcr.io/a"), o("https://pkg-containers.githubusercontent.com/a"));
         assert!(Origin::of("ftp://x/y").is_err());
         assert!(Origin::of("/relative").is_err());
+    }
+
+    #[test]
+    fn reads_content_ranges() {
+        let r = |s: &str| parse_content_range(s);
+        assert_eq!(r("bytes 100-199/200"), Some(ContentRange { start: 100, end: 199, total: Some(200) }));
+        assert_eq!(r("bytes 0-0/*"), Some(ContentRange { start: 0, end: 0, total: None }));
+        for bad in ["", "bytes", "bytes */200", "bytes 5-4/10", "bytes 0-10/10", "items 0-1/2", "bytes +1-2/3", "bytes 1-2/3/4", "bytes 99999999999999999999-1/2"] {
+            assert_eq!(r(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,20 +1,22 @@
-//! Output paths and verified writes.
+//! Output paths and the temporary files downloads go through.
 //!
-//! A file appears under its final name only once every byte has been checked: bodies
-//! stream through a fixed buffer into a temporary file beside the target, are hashed and
-//! counted on the way, and the temporary file is renamed over the target only when size
-//! and digest match. On any failure it is removed, and what the user had is untouched.
+//! A file appears under its final name only once every byte has been checked: bodies go
+//! into a `Partial` beside the target, which is renamed over the target only after
+//! `download.rs` has verified size and digest. A `Partial` outlives a failed or interrupted
+//! run so the next run can resume it, and is locked while in use, so two ocidl processes
+//! writing the same file take turns instead of interleaving.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, ErrorKind, Read, Write};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 use crate::digest::{Digest, Verifier};
 use crate::error::{Error, Result};
 
-/// The copy buffer: large enough that the read and write calls cost little next to
-/// hashing, small enough that memory stays flat for any blob size.
-const BUFFER: usize = 256 << 10;
+/// The copy buffer: large enough that read and write calls cost little next to hashing,
+/// small enough that memory stays flat for any blob size.
+pub const BUFFER: usize = 256 << 10;
 
 /// Joins an untrusted layer title to the output directory, or refuses it. Only plain
 /// relative names are taken, and no part of the result that already exists may be a
@@ -57,71 +59,128 @@ pub fn safe_path(root: &Path, title: &str) -> Result<PathBuf> {
     Ok(root.join(relative))
 }
 
-/// Streams `body` into `target`, verified, through a temporary file beside it.
-/// Returns the number of bytes written.
-pub fn write_file(target: &Path, body: &mut impl Read, digest: &Digest, size: Option<u64>) -> Result<u64> {
-    let dir = match target.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    fs::create_dir_all(dir).map_err(Error::file(dir))?;
-    let name = target.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-    // Named by target and digest, so a second ocidl writing the same file finds it locked.
-    let temp = dir.join(format!(".{name}.{}.ocidl-partial", digest.short()));
-    let mut file = OpenOptions::new().create(true).write(true).truncate(false).open(&temp).map_err(Error::file(&temp))?;
-    if let Err(e) = file.try_lock() {
-        return Err(match e {
-            fs::TryLockError::WouldBlock => {
-                Error::File { path: target.to_path_buf(), cause: io::Error::other("another ocidl is writing it") }
-            }
-            fs::TryLockError::Error(e) => Error::File { path: temp, cause: e },
-        });
-    }
-    let written = file
-        .set_len(0)
-        .map_err(Error::file(&temp))
-        .and_then(|()| copy_verified(body, &mut file, &temp, Verifier::new(digest, size)))
-        // The data reaches the disk before the rename does, so a power cut cannot leave a
-        // renamed file with missing contents.
-        .and_then(|n| file.sync_all().map(|()| n).map_err(Error::file(&temp)))
-        .and_then(|n| fs::rename(&temp, target).map(|()| n).map_err(Error::file(target)));
-    if written.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    written
-}
-
-/// Streams `body` to standard output, verified. Bytes reach the reader before the check
-/// ends, so a mismatch is reported by the exit status: pipelines must look at it.
-pub fn write_stdout(body: &mut impl Read, digest: &Digest, size: Option<u64>) -> Result<u64> {
-    let stdout = io::stdout();
-    let mut out = stdout.lock();
-    let n = copy_verified(body, &mut out, Path::new("-"), Verifier::new(digest, size))?;
-    out.flush().map_err(Error::Stdout)?;
-    Ok(n)
-}
-
-fn copy_verified(body: &mut impl Read, out: &mut impl Write, path: &Path, mut verifier: Verifier) -> Result<u64> {
-    let mut buffer = vec![0u8; BUFFER];
-    loop {
-        let n = match body.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::Network(format!("reading the body: {e}"))),
-        };
-        verifier.update(&buffer[..n])?;
-        out.write_all(&buffer[..n]).map_err(|e| match path == Path::new("-") {
-            true => Error::Stdout(e),
-            false => Error::File { path: path.to_path_buf(), cause: e },
-        })?;
-    }
-    verifier.finish()
-}
-
 /// Whether `-o PATH` names a directory for a blob: it exists as one, or ends in '/'.
 pub fn names_directory(path: &Path) -> bool {
     path.as_os_str().as_encoded_bytes().ends_with(b"/") || path.is_dir()
+}
+
+/// A FIFO, a device, `/dev/stdout`: written straight into, since renaming a file over it
+/// would replace it rather than feed it.
+pub fn is_special(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
+}
+
+/// The size of `path` when it is a regular file that already holds exactly this content.
+pub fn holds(path: &Path, digest: &Digest, size: Option<u64>) -> Result<Option<u64>> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_file() && size.is_none_or(|s| s == meta.len()) => {}
+        _ => return Ok(None),
+    }
+    let mut verifier = Verifier::new(digest, size);
+    let mut file = File::open(path).map_err(Error::file(path))?;
+    feed(&mut file, path, &mut verifier)?;
+    Ok(verifier.finish().ok())
+}
+
+/// Reads all of `file` into `verifier`.
+fn feed(file: &mut File, path: &Path, verifier: &mut Verifier) -> Result<()> {
+    let mut buffer = vec![0u8; BUFFER];
+    loop {
+        match file.read(&mut buffer) {
+            Ok(0) => return Ok(()),
+            Ok(n) => verifier.update(&buffer[..n])?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::File { path: path.to_path_buf(), cause: e }),
+        }
+    }
+}
+
+/// The temporary file a target is downloaded into: `.NAME.<digest>.ocidl-partial` beside it.
+pub struct Partial {
+    file: File,
+    path: PathBuf,
+    target: PathBuf,
+}
+
+impl Partial {
+    /// Opens the target's temporary file, creating it (and the target's directory) when
+    /// missing, and waits while another ocidl holds it.
+    pub fn open(target: &Path, digest: &Digest, quiet: bool) -> Result<Partial> {
+        let dir = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        fs::create_dir_all(dir).map_err(Error::file(dir))?;
+        let name = target.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+        let path = dir.join(format!(".{name}.{}.ocidl-partial", digest.short()));
+        loop {
+            let file = OpenOptions::new()
+                .create(true)
+                .read(true)
+                .write(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(Error::file(&path))?;
+            if let Err(fs::TryLockError::WouldBlock) = file.try_lock() {
+                if !quiet {
+                    eprintln!("waiting for another ocidl writing {}", target.display());
+                }
+                file.lock().map_err(Error::file(&path))?;
+            }
+            // The other ocidl may have renamed or removed the file we waited on: then our
+            // handle is no longer the temporary file, and we open it again.
+            let ours = file.metadata().map_err(Error::file(&path))?;
+            if fs::metadata(&path).is_ok_and(|now| now.ino() == ours.ino() && now.dev() == ours.dev()) {
+                return Ok(Partial { file, path, target: target.to_path_buf() });
+            }
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.file.metadata().map_or(0, |m| m.len())
+    }
+
+    /// Feeds what an earlier run left into `verifier` and returns its length; writing
+    /// continues after it.
+    pub fn resume(&mut self, verifier: &mut Verifier) -> Result<u64> {
+        self.file.seek(SeekFrom::Start(0)).map_err(Error::file(&self.path))?;
+        feed(&mut self.file, &self.path, verifier)?;
+        Ok(verifier.seen())
+    }
+
+    /// Forgets everything written, for a server that sent the blob from its beginning.
+    pub fn restart(&mut self) -> Result<()> {
+        self.file.set_len(0).map_err(Error::file(&self.path))?;
+        self.file.seek(SeekFrom::Start(0)).map_err(Error::file(&self.path))?;
+        Ok(())
+    }
+
+    /// Puts the verified file in place. Its data reaches the disk before the rename does,
+    /// so a power cut cannot leave the final name with missing contents.
+    pub fn commit(self) -> Result<()> {
+        self.file.sync_all().map_err(Error::file(&self.path))?;
+        fs::rename(&self.path, &self.target).map_err(Error::file(&self.target))
+    }
+
+    /// Removes the temporary file: its content is wrong, or the target is already right.
+    pub fn discard(self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+impl Write for Partial {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
 }
 
 #[cfg(test)]
@@ -179,29 +238,46 @@ mod tests {
     }
 
     #[test]
-    fn writes_only_verified_content() {
-        let dir = temp_dir("write");
+    fn partial_resumes_restarts_and_commits() {
+        let dir = temp_dir("partial");
         let target = dir.join("sub/file");
-        let good = b"the real bytes";
-        let digest = Digest::of(good);
-        assert_eq!(write_file(&target, &mut &good[..], &digest, Some(14)).unwrap(), 14);
-        assert_eq!(fs::read(&target).unwrap(), good);
+        let content = b"the real bytes";
+        let digest = Digest::of(content);
 
-        // Wrong bytes, too few, too many: the earlier file stays, no temporary is left.
-        for (body, size) in [(&b"the fake bytes"[..], Some(14)), (b"the real", Some(14)), (b"the real bytes!", Some(14)), (b"the real bytes!", None)] {
-            assert!(write_file(&target, &mut &body[..], &digest, size).is_err());
-            assert_eq!(fs::read(&target).unwrap(), good);
-            let names: Vec<_> = fs::read_dir(dir.join("sub")).unwrap().map(|e| e.unwrap().file_name()).collect();
-            assert_eq!(names, ["file"]);
-        }
+        let mut p = Partial::open(&target, &digest, true).unwrap();
+        p.write_all(b"the re").unwrap();
+        drop(p); // an interrupted run
+
+        let mut p = Partial::open(&target, &digest, true).unwrap();
+        let mut v = Verifier::new(&digest, Some(14));
+        assert_eq!(p.resume(&mut v).unwrap(), 6);
+        p.write_all(b"al bytes").unwrap();
+        v.update(b"al bytes").unwrap();
+        v.finish().unwrap();
+        p.commit().unwrap();
+        assert_eq!(fs::read(&target).unwrap(), content);
+        assert_eq!(holds(&target, &digest, Some(14)).unwrap(), Some(14));
+        assert_eq!(holds(&target, &digest, None).unwrap(), Some(14));
+        assert_eq!(holds(&target, &digest, Some(15)).unwrap(), None);
+        assert_eq!(holds(&target, &Digest::of(b"x"), None).unwrap(), None);
+
+        let mut p = Partial::open(&target, &digest, true).unwrap();
+        p.write_all(b"junk").unwrap();
+        p.restart().unwrap();
+        assert_eq!(p.resume(&mut Verifier::new(&digest, None)).unwrap(), 0);
+        p.discard();
+        let names: Vec<_> = fs::read_dir(dir.join("sub")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["file"]);
         fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
-    fn directory_outputs() {
+    fn special_and_directory_outputs() {
         assert!(names_directory(Path::new("new/")));
-        assert!(names_directory(Path::new("/")));
         assert!(names_directory(&std::env::temp_dir()));
         assert!(!names_directory(Path::new("no-such-file")));
+        assert!(is_special(Path::new("/dev/null")));
+        assert!(!is_special(&std::env::temp_dir()));
+        assert!(!is_special(Path::new("no-such-file")));
     }
 }

@@ -1,0 +1,19 @@
+//! ocidl's modules, one concern each. Data flows one way:
+//! `cli` (args) -> `reference` -> `registry` + `manifest` -> descriptors -> `store` (verified files),
+//! driven by `pull`. Lower modules never use higher ones: `reference` knows no HTTP, `store`
+//! takes any `Read`. The binary is `main.rs`; the library exists so `fuzz/` can reach the parsers.
+
+#![deny(unsafe_code)]
+
+pub mod auth;
+pub mod cli;
+pub mod digest;
+pub mod download;
+pub mod error;
+pub mod manifest;
+pub mod pull;
+pub mod reference;
+pub mod registry;
+pub mod retry;
+pub mod signal;
+pub mod store;
