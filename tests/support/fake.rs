@@ -1,0 +1,493 @@
+//! A scripted HTTP/1.1 server on 127.0.0.1 for what a real registry can't be made to do:
+//! ghcr's anonymous shortcut, bearer-token challenges, redirects to another host, broken
+//! bodies. A test passes a closure from `Request` to `Response`; the server records every
+//! request so the test can assert on what the client sent (and did not send).
+//!
+//! Every response carries `Connection: close` and the connection is closed after it: the
+//! simplest correct HTTP/1.1, and one the client must handle anyway.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::digest_of;
+use super::push::{oci_manifest_json, pkgforge_annotations, Descriptor, Layer, OCI_MANIFEST};
+
+/// Longest request head accepted; anything bigger is not a client we are testing.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// One request as the server saw it.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub method: String,
+    /// The request target: path and query, e.g. `/token?scope=...` (for `CONNECT`, `host:port`).
+    pub target: String,
+    /// In arrival order, names as sent.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// The first header called `name`, ignoring ASCII case.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn authorization(&self) -> Option<&str> {
+        self.header("authorization")
+    }
+
+    /// The target without its query.
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap()
+    }
+
+    /// The query parameter `name`, percent-decoded (`+` counts as a space).
+    pub fn query(&self, name: &str) -> Option<String> {
+        let query = self.target.split_once('?')?.1;
+        query.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k) == name).then(|| percent_decode(v))
+        })
+    }
+}
+
+/// What the handler answers.
+#[derive(Clone, Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Announce this `Content-Length` instead of the body's real length: more than the body
+    /// makes a truncated response (the connection closes early).
+    pub content_length: Option<u64>,
+}
+
+impl Response {
+    pub fn new(status: u16) -> Response {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+            content_length: None,
+        }
+    }
+
+    /// 200 with `body`.
+    pub fn ok(body: &[u8]) -> Response {
+        Response::new(200).body(body)
+    }
+
+    /// 200 with a JSON body.
+    pub fn json(value: &Value) -> Response {
+        Response::ok(&serde_json::to_vec(value).unwrap()).header("Content-Type", "application/json")
+    }
+
+    /// A distribution-style error: `{"errors":[{"code":..,"message":..}]}`.
+    pub fn error(status: u16, code: &str, message: &str) -> Response {
+        let body = json!({ "errors": [{ "code": code, "message": message }] });
+        Response::json(&body).status(status)
+    }
+
+    pub fn not_found() -> Response {
+        Response::error(404, "MANIFEST_UNKNOWN", "manifest unknown")
+    }
+
+    /// 401 with a bearer challenge pointing at `realm`.
+    pub fn bearer_challenge(realm: &str, service: &str, scope: &str) -> Response {
+        Response::error(401, "UNAUTHORIZED", "authentication required").header(
+            "WWW-Authenticate",
+            &format!("Bearer realm=\"{realm}\",service=\"{service}\",scope=\"{scope}\""),
+        )
+    }
+
+    /// A redirect (`status` 301/302/303/307/308) to `location`.
+    pub fn redirect(status: u16, location: &str) -> Response {
+        Response::new(status).header("Location", location)
+    }
+
+    pub fn status(mut self, status: u16) -> Response {
+        self.status = status;
+        self
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Response {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn body(mut self, body: &[u8]) -> Response {
+        self.body = body.to_vec();
+        self
+    }
+
+    pub fn content_length(mut self, len: u64) -> Response {
+        self.content_length = Some(len);
+        self
+    }
+}
+
+type Handler = dyn Fn(&Request) -> Response + Send + Sync + 'static;
+
+struct State {
+    requests: Mutex<Vec<Request>>,
+    connections: AtomicUsize,
+    stop: AtomicBool,
+}
+
+/// The running server; stops accepting on drop.
+pub struct FakeServer {
+    addr: SocketAddr,
+    state: Arc<State>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl FakeServer {
+    pub fn start(handler: impl Fn(&Request) -> Response + Send + Sync + 'static) -> FakeServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(State {
+            requests: Mutex::new(Vec::new()),
+            connections: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+        });
+        let handler: Arc<Handler> = Arc::new(handler);
+        let acceptor = {
+            let state = Arc::clone(&state);
+            thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if state.stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    state.connections.fetch_add(1, Ordering::SeqCst);
+                    let state = Arc::clone(&state);
+                    let handler = Arc::clone(&handler);
+                    // One thread per connection, so a client holding a connection open
+                    // cannot stall the next one.
+                    thread::spawn(move || serve_connection(stream, &state, &*handler));
+                }
+            })
+        };
+        FakeServer {
+            addr,
+            state,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// `127.0.0.1:PORT`: the registry part of a reference.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port())
+    }
+
+    /// `127.0.0.1:PORT/<rest>`.
+    pub fn reference(&self, rest: &str) -> String {
+        format!("{}/{rest}", self.host())
+    }
+
+    /// `http://127.0.0.1:PORT<path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.host())
+    }
+
+    /// Every request parsed so far, in arrival order.
+    pub fn requests(&self) -> Vec<Request> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    /// Requests whose path starts with `prefix`.
+    pub fn requests_to(&self, prefix: &str) -> Vec<Request> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path().starts_with(prefix))
+            .collect()
+    }
+
+    /// TCP connections accepted so far, including ones that never sent a parseable request
+    /// (a TLS handshake, say).
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        // A failing test shows what the fake was asked.
+        if thread::panicking() {
+            eprintln!("--- requests to fake server {} ---", self.host());
+            for r in self.requests() {
+                eprintln!("{} {} auth={:?}", r.method, r.target, r.authorization());
+            }
+        }
+        self.state.stop.store(true, Ordering::SeqCst);
+        // Wake the blocking accept so the thread sees the flag.
+        let _ = TcpStream::connect(self.addr);
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+    }
+}
+
+fn serve_connection(stream: TcpStream, state: &State, handler: &Handler) {
+    // A client that stops talking must not keep the thread forever.
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
+    let mut reader = BufReader::new(match stream.try_clone() {
+        Ok(s) => s,
+        Err(_) => return,
+    });
+    let Some(request) = read_request(&mut reader) else {
+        // What a plain HTTP server says to a TLS client; the client sees a protocol error
+        // (not a dropped connection it might retry).
+        let _ = (&stream).write_all(
+            b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+        );
+        return;
+    };
+    state.requests.lock().unwrap().push(request.clone());
+    let response = handler(&request);
+    let _ = write_response(&stream, &request, &response);
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+/// Parses one request; `None` for anything that is not HTTP/1.x (or is cut short).
+fn read_request(reader: &mut impl BufRead) -> Option<Request> {
+    // A TLS ClientHello (first byte 0x16) has no line end to wait for: answer it at once
+    // instead of waiting for the read timeout.
+    if !reader.fill_buf().ok()?.first()?.is_ascii_uppercase() {
+        return None;
+    }
+    let mut head_len = 0;
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    head_len += line.len();
+    let mut parts = line.trim_end().splitn(3, ' ');
+    let method = parts.next()?.to_string();
+    let target = parts.next()?.to_string();
+    if !parts.next()?.starts_with("HTTP/1.") {
+        return None;
+    }
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        head_len += line.len();
+        if head_len > MAX_HEAD {
+            return None;
+        }
+        let line = line.trim_end_matches(['\r', '\n']);
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line.split_once(':')?;
+        headers.push((name.trim().to_string(), value.trim().to_string()));
+    }
+    let mut request = Request {
+        method,
+        target,
+        headers,
+        body: Vec::new(),
+    };
+    if let Some(len) = request
+        .header("content-length")
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        reader.take(len).read_to_end(&mut request.body).ok()?;
+    }
+    Some(request)
+}
+
+fn write_response(
+    mut stream: &TcpStream,
+    request: &Request,
+    response: &Response,
+) -> std::io::Result<()> {
+    let length = response
+        .content_length
+        .unwrap_or(response.body.len() as u64);
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\n",
+        response.status,
+        reason(response.status)
+    );
+    for (name, value) in &response.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!(
+        "Content-Length: {length}\r\nConnection: close\r\n\r\n"
+    ));
+    stream.write_all(head.as_bytes())?;
+    if request.method != "HEAD" {
+        stream.write_all(&response.body)?;
+    }
+    stream.flush()
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(hi), Some(lo)) => {
+                    out.push((hi * 16 + lo) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Registry content served from memory: what a handler hands to when the request is allowed.
+/// Answers `GET`/`HEAD` for `/v2/`, `/v2/<name>/manifests/<tag or digest>` and
+/// `/v2/<name>/blobs/<digest>` like distribution does; 404 otherwise.
+#[derive(Default)]
+pub struct Content {
+    /// (repository, tag or digest) -> (media type, bytes)
+    manifests: HashMap<(String, String), (String, Vec<u8>)>,
+    /// digest -> bytes, shared by all repositories
+    blobs: HashMap<String, Vec<u8>>,
+}
+
+impl Content {
+    pub fn new() -> Content {
+        Content::default()
+    }
+
+    pub fn add_blob(&mut self, data: &[u8]) -> String {
+        let digest = digest_of(data);
+        self.blobs.insert(digest.clone(), data.to_vec());
+        digest
+    }
+
+    /// Stores `manifest` under `repo:tag` and under its digest.
+    pub fn add_manifest(
+        &mut self,
+        repo: &str,
+        tag: &str,
+        media_type: &str,
+        manifest: &Value,
+    ) -> Descriptor {
+        let bytes = serde_json::to_vec_pretty(manifest).unwrap();
+        self.add_manifest_bytes(repo, tag, media_type, &bytes)
+    }
+
+    /// Like `add_manifest`, for bytes that need not be JSON (or sane).
+    pub fn add_manifest_bytes(
+        &mut self,
+        repo: &str,
+        tag: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Descriptor {
+        let descriptor = Descriptor {
+            media_type: media_type.into(),
+            digest: digest_of(bytes),
+            size: bytes.len() as u64,
+        };
+        for reference in [tag, descriptor.digest.as_str()] {
+            self.manifests.insert(
+                (repo.into(), reference.into()),
+                (media_type.into(), bytes.to_vec()),
+            );
+        }
+        descriptor
+    }
+
+    /// A pkgforge-shaped package (same shape as `Pusher::push_package`).
+    pub fn add_package(&mut self, repo: &str, tag: &str, files: &[(&str, &[u8])]) -> Descriptor {
+        let layers: Vec<Layer> = files
+            .iter()
+            .map(|(title, data)| Layer::file(title, data))
+            .collect();
+        self.add_blob(b"{}");
+        for layer in &layers {
+            self.add_blob(&layer.data);
+        }
+        let manifest = oci_manifest_json(&layers, &pkgforge_annotations(repo, tag));
+        self.add_manifest(repo, tag, OCI_MANIFEST, &manifest)
+    }
+
+    pub fn blob(&self, digest: &str) -> Option<&[u8]> {
+        self.blobs.get(digest).map(Vec::as_slice)
+    }
+
+    /// The registry's answer to `request`, without any auth checks.
+    pub fn serve(&self, request: &Request) -> Response {
+        if request.method != "GET" && request.method != "HEAD" {
+            return Response::error(405, "UNSUPPORTED", "method not allowed");
+        }
+        let path = request.path();
+        if path == "/v2/" || path == "/v2" {
+            return Response::json(&json!({}));
+        }
+        let Some(rest) = path.strip_prefix("/v2/") else {
+            return Response::not_found();
+        };
+        if let Some((repo, reference)) = rest.rsplit_once("/manifests/") {
+            return match self
+                .manifests
+                .get(&(repo.to_string(), reference.to_string()))
+            {
+                Some((media_type, bytes)) => Response::ok(bytes)
+                    .header("Content-Type", media_type)
+                    .header("Docker-Content-Digest", &digest_of(bytes)),
+                None => Response::not_found(),
+            };
+        }
+        if let Some((_repo, digest)) = rest.rsplit_once("/blobs/") {
+            return match self.blobs.get(digest) {
+                Some(bytes) => Response::ok(bytes)
+                    .header("Content-Type", "application/octet-stream")
+                    .header("Docker-Content-Digest", digest),
+                None => Response::error(404, "BLOB_UNKNOWN", "blob unknown to registry"),
+            };
+        }
+        Response::not_found()
+    }
+}

@@ -1,0 +1,17 @@
+//! ocidl's integration tests: the built binary against a real registry (distribution 2.8.2,
+//! started per test) and a scripted fake server, all on 127.0.0.1.
+//!
+//! One test crate with modules, so the harness in `support` is compiled once.
+
+mod support;
+
+mod auth;
+mod faults;
+mod harness;
+mod index;
+mod output;
+mod pull;
+mod redirect;
+mod reference;
+mod tls;
+mod token;

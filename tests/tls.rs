@@ -1,0 +1,144 @@
+//! A TLS registry with a CA made at test time: refused without `--ca-file`, trusted with it.
+
+use crate::support::registry::{Options, Registry};
+use crate::support::run::ocidl;
+use crate::support::{assert_file, assert_files, assert_tree, file_refs, trurl_files, TempDir};
+
+const REPO: &str = "pkgforge/trurl";
+
+fn tls_registry() -> Registry {
+    let reg = Registry::start_tls();
+    reg.pusher()
+        .push_package(REPO, "v1", &file_refs(&trurl_files()));
+    reg
+}
+
+#[test]
+fn untrusted_certificate_is_refused() {
+    let tmp = TempDir::new();
+    let reg = tls_registry();
+    for reference in [
+        reg.reference(&format!("{REPO}:v1")),
+        format!("https://{}", reg.reference(&format!("{REPO}:v1"))),
+    ] {
+        let out = ocidl(tmp.path()).arg(&reference).run();
+        let line = out.assert_error(1, "certificate");
+        assert!(
+            line.contains(REPO),
+            "error does not name the reference: {line}"
+        );
+    }
+    assert_tree(tmp.path(), &[]);
+}
+
+#[test]
+fn ca_file_makes_the_registry_trusted() {
+    let reg = tls_registry();
+    let ca = reg.ca_file();
+    for reference in [
+        reg.reference(&format!("{REPO}:v1")),
+        format!("https://{}", reg.reference(&format!("{REPO}:v1"))),
+    ] {
+        let tmp = TempDir::new();
+        ocidl(tmp.path())
+            .arg("--ca-file")
+            .arg(&ca)
+            .arg(&reference)
+            .run()
+            .assert_success();
+        assert_files(tmp.path(), &trurl_files());
+    }
+}
+
+#[test]
+fn ca_file_fetches_a_blob() {
+    let tmp = TempDir::new();
+    let reg = Registry::start_tls();
+    let blob = reg.pusher().push_blob(REPO, b"tls blob");
+    ocidl(tmp.path())
+        .arg("--ca-file")
+        .arg(reg.ca_file())
+        .arg(reg.reference(&format!("{REPO}@{}", blob.digest)))
+        .run()
+        .assert_success();
+    assert_file(&tmp.join("trurl"), b"tls blob");
+}
+
+#[test]
+fn another_ca_is_not_enough() {
+    let tmp = TempDir::new();
+    let reg = tls_registry();
+    // A second registry's CA: valid PEM, wrong signer.
+    let other = Registry::start_tls();
+    ocidl(tmp.path())
+        .arg("--ca-file")
+        .arg(other.ca_file())
+        .arg(reg.reference(&format!("{REPO}:v1")))
+        .run()
+        .assert_error(1, "certificate");
+    assert_tree(tmp.path(), &[]);
+}
+
+#[test]
+fn plain_http_to_a_tls_registry_fails() {
+    let tmp = TempDir::new();
+    let reg = tls_registry();
+    ocidl(tmp.path())
+        .args(["--plain-http", &reg.reference(&format!("{REPO}:v1"))])
+        .run()
+        .assert_code(1);
+    ocidl(tmp.path())
+        .arg(format!("http://{}", reg.reference(&format!("{REPO}:v1"))))
+        .run()
+        .assert_code(1);
+    assert_tree(tmp.path(), &[]);
+}
+
+#[test]
+fn tls_with_basic_auth() {
+    let reg = Registry::start_with(Options {
+        auth: Some(("ocidl".into(), "pw".into())),
+        tls: true,
+    });
+    reg.pusher().push_package(REPO, "v1", &[("trurl", b"both")]);
+    let reference = reg.reference(&format!("{REPO}:v1"));
+
+    let tmp = TempDir::new();
+    ocidl(tmp.path())
+        .arg("--ca-file")
+        .arg(reg.ca_file())
+        .args(["-u", "ocidl", "--password-stdin", &reference])
+        .stdin(b"pw\n")
+        .run()
+        .assert_success();
+    assert_file(&tmp.join("trurl"), b"both");
+
+    let tmp = TempDir::new();
+    ocidl(tmp.path())
+        .arg("--ca-file")
+        .arg(reg.ca_file())
+        .arg(&reference)
+        .run()
+        .assert_error(1, "authentication required");
+    assert_tree(tmp.path(), &[]);
+}
+
+#[test]
+fn missing_ca_file_is_an_error() {
+    let tmp = TempDir::new();
+    let reg = tls_registry();
+    let out = ocidl(tmp.path())
+        .args([
+            "--ca-file",
+            "no-such-ca.pem",
+            &reg.reference(&format!("{REPO}:v1")),
+        ])
+        .run();
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("ocidl: ") && out.stderr.contains("no-such-ca.pem"),
+        "{}",
+        out.stderr
+    );
+    assert_tree(tmp.path(), &[]);
+}
