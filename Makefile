@@ -8,7 +8,7 @@ APT       := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 # Non-PIE static code: smaller, and nothing to relocate at start-up.
 MUSL_FLAGS := -C target-feature=+crt-static -C relocation-model=static
 
-.PHONY: all build static test test-deps musl-deps demo fuzz clean
+.PHONY: all build static test test-deps musl-deps demo bench fuzz clean
 
 all: build
 
@@ -23,10 +23,11 @@ static: musl-deps
 	@file $(STATIC) 2>/dev/null || true
 
 test: test-deps
-	cargo test --all-targets
+	cargo test
 
+# A local registry, a pkgforge-shaped package published to it, and ocidl pulling it.
 demo: test-deps
-	OCIDL_DEMO=1 cargo test --test tests demo:: -- --nocapture --test-threads 1
+	cargo test --test tests demo:: -- --nocapture
 
 # What the tests start: the CNCF distribution registry, htpasswd for its Basic auth,
 # openssl for its TLS certificates, curl to check the test registry by hand.
@@ -44,6 +45,14 @@ musl-deps:
 
 clean:
 	cargo clean
+
+# Speed, memory and size beside curl, skopeo and the oras Python client, on a loopback
+# registry; prints the table kept in the README. Installs what it compares with.
+bench: test-deps static
+	@command -v /usr/bin/time >/dev/null && command -v skopeo >/dev/null || { \
+		echo "installing time skopeo"; $(APT) update -qq && $(APT) install -y -qq time skopeo; }
+	@python3 -c "import oras" 2>/dev/null || pip install -q oras
+	cargo bench --bench bench
 
 # Each cargo-fuzz target for FUZZ_SECONDS (nightly and cargo-fuzz; installed when missing).
 FUZZ_SECONDS ?= 60

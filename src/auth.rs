@@ -8,14 +8,25 @@ use serde_json::Value;
 /// base64 string works; Homebrew and soar send this one.
 pub const GHCR_ANONYMOUS: &str = "Bearer QQ==";
 
-/// A username and password (or token) for one registry.
+/// A username and password (or token) for one registry, or an OAuth2 refresh token
+/// (docker's `identitytoken`).
 #[derive(Clone)]
 pub struct Credentials {
     pub username: String,
     pub password: String,
+    pub identity_token: Option<String>,
 }
 
 impl Credentials {
+    pub fn basic_pair(username: String, password: String) -> Credentials {
+        Credentials { username, password, identity_token: None }
+    }
+
+    /// Docker's convention: the username `<token>` marks a refresh token.
+    pub fn from_identity_token(token: String) -> Credentials {
+        Credentials { username: "<token>".into(), password: String::new(), identity_token: Some(token) }
+    }
+
     /// The `Authorization` value for Basic auth.
     pub fn basic(&self) -> String {
         format!("Basic {}", base64(format!("{}:{}", self.username, self.password).as_bytes()))
@@ -108,6 +119,19 @@ pub fn token_url(realm: &str, service: Option<&str>, scope: &str) -> String {
     url
 }
 
+/// The form body of an OAuth2 refresh-token grant, for docker's `identitytoken`.
+pub fn refresh_form(service: Option<&str>, scope: &str, refresh_token: &str) -> String {
+    let mut form = format!(
+        "grant_type=refresh_token&client_id=ocidl&scope={}&refresh_token={}",
+        percent_encode(scope),
+        percent_encode(refresh_token)
+    );
+    if let Some(service) = service {
+        form.push_str(&format!("&service={}", percent_encode(service)));
+    }
+    form
+}
+
 /// Reads `{"token": ...}` or `{"access_token": ...}` (OAuth2 naming; both are in use).
 pub fn parse_token(body: &[u8]) -> Option<String> {
     let json: Value = serde_json::from_slice(body).ok()?;
@@ -125,6 +149,31 @@ fn percent_encode(s: &str) -> String {
         }
     }
     out
+}
+
+/// Standard base64 with padding (what docker's `auth` entries hold); `None` when malformed.
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim_end_matches('=');
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut bits, mut count) = (0u32, 0);
+    for c in text.bytes() {
+        let value = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        bits = bits << 6 | value as u32;
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+        }
+    }
+    // A lone 6-bit group cannot end valid base64.
+    (count < 6).then_some(out)
 }
 
 fn base64(input: &[u8]) -> String {
@@ -160,7 +209,14 @@ mod tests {
         ] {
             assert_eq!(base64(plain.as_bytes()), encoded);
         }
-        let c = Credentials { username: "user".into(), password: "pa:ss".into() };
+        for (plain, encoded) in [("", ""), ("f", "Zg=="), ("foob", "Zm9vYg=="), ("foobar", "Zm9vYmFy")] {
+            assert_eq!(base64_decode(encoded).unwrap(), plain.as_bytes());
+        }
+        assert_eq!(base64_decode("Zm9vYg").unwrap(), b"foob");
+        for bad in ["Z", "Zm9v!", "Zm9vY"] {
+            assert_eq!(base64_decode(bad), None, "{bad}");
+        }
+        let c = Credentials::basic_pair("user".into(), "pa:ss".into());
         assert_eq!(c.basic(), "Basic dXNlcjpwYTpzcw==");
         assert!(!format!("{c:?}").contains("pa:ss"));
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use lexopt::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::glob::Glob;
 use crate::manifest::Platform;
 use crate::reference::{Defaults, Reference, Target};
 use crate::registry::DEFAULT_TIMEOUT;
@@ -29,8 +30,17 @@ REFERENCE:
 OUTPUT:
     -o, --output PATH     package: the directory to write into, created when missing [default: .]
                           blob: the file to write; a directory when it exists or ends in '/';
-                          '-' is standard output [default: the last path segment]
-    -q, --quiet           no status lines on stderr
+                          '-' is standard output (a package too, once narrowed to one file)
+                          [default: the last path segment]
+    -q, --quiet           no status lines or progress on stderr
+        --json            print what was done (or listed) as one JSON document on stdout
+
+CHOOSING:
+        --include GLOB    only the package's files whose title matches (repeatable; * ? [...])
+        --exclude GLOB    not the files whose title matches (repeatable; wins over --include)
+        --list            print the package's files (title, size, digest, media type) and
+                          download nothing
+        --tags            print the repository's tags and download nothing
 
 REGISTRY:
         --ghcr            the input is a ghcr.io path: prefix ghcr.io/ when it names no registry,
@@ -38,7 +48,9 @@ REGISTRY:
         --platform OS/ARCH[/VARIANT]
                           which manifest of a multi-platform index [default: this machine's]
         --plain-http      HTTP instead of HTTPS (local registries); same as an http:// prefix
-        --ca-file PATH    also trust the PEM certificates in PATH
+        --ca-file PATH    also trust the PEM certificates in PATH (as do $SSL_CERT_FILE and
+                          the certificates in $SSL_CERT_DIR)
+        --insecure        do not verify TLS certificates (says so on every run)
     -u, --username USER   log in as USER; the password (or token) is read from stdin
         --password-stdin  read the password from standard input (needs --username)
 
@@ -49,6 +61,13 @@ NETWORK:
 
     -h, --help            this help
     -V, --version         the version
+
+FILES AND VARIABLES:
+    Credentials, first found wins: --username; OCIDL_USERNAME and OCIDL_PASSWORD; docker's
+    $DOCKER_CONFIG/config.json or ~/.docker/config.json (auths, credHelpers, credsStore);
+    podman's $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json or
+    ~/.config/containers/auth.json. Proxies: HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY
+    (either case). Files starting with an ELF header or '#!' are made executable.
 
 EXIT STATUS:
     0  every reference was written and verified
@@ -78,7 +97,28 @@ pub struct Args {
     pub username: Option<String>,
     pub retries: u32,
     pub timeout: Duration,
+    pub insecure: bool,
     pub quiet: bool,
+    pub json: bool,
+    pub mode: Mode,
+    pub include: Vec<Glob>,
+    pub exclude: Vec<Glob>,
+}
+
+/// Download, or only look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Pull,
+    List,
+    Tags,
+}
+
+impl Args {
+    /// Whether `--include`/`--exclude` keep the file titled `title`.
+    pub fn wants(&self, title: &str) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|g| g.matches(title)))
+            && !self.exclude.iter().any(|g| g.matches(title))
+    }
 }
 
 /// What the user asked for: a run, or one of the flags that only print.
@@ -99,6 +139,11 @@ pub fn parse_args(mut parser: lexopt::Parser) -> Result<Command> {
     let mut quiet = false;
     let mut retries = DEFAULT_RETRIES;
     let mut timeout = DEFAULT_TIMEOUT;
+    let mut insecure = false;
+    let mut json = false;
+    let mut modes = Vec::new();
+    let mut include = Vec::new();
+    let mut exclude = Vec::new();
     let mut defaults = Defaults::default();
 
     while let Some(arg) = parser.next()? {
@@ -121,7 +166,13 @@ pub fn parse_args(mut parser: lexopt::Parser) -> Result<Command> {
                 }
                 timeout = Duration::from_secs(seconds);
             }
+            Long("insecure") => insecure = true,
             Short('q') | Long("quiet") => quiet = true,
+            Long("json") => json = true,
+            Long("list") => modes.push(Mode::List),
+            Long("tags") => modes.push(Mode::Tags),
+            Long("include") => include.push(glob(&mut parser, "--include")?),
+            Long("exclude") => exclude.push(glob(&mut parser, "--exclude")?),
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
             Value(value) => inputs.push(utf8(value, "reference")?),
@@ -142,14 +193,28 @@ pub fn parse_args(mut parser: lexopt::Parser) -> Result<Command> {
         .iter()
         .map(|input| Reference::parse(input, defaults))
         .collect::<Result<Vec<_>>>()?;
+    let mode = match modes.as_slice() {
+        [] => Mode::Pull,
+        [one] => *one,
+        _ => return Err(Error::Usage("--list and --tags go alone".into())),
+    };
+    if mode == Mode::List {
+        if let Some(r) = references.iter().find(|r| matches!(r.target(), Target::Blob(_))) {
+            return Err(Error::Usage(format!("--list shows a package's files, but {r} is a blob")));
+        }
+    }
     if output == Some(Output::Stdout) {
-        if let Some(r) = references.iter().find(|r| matches!(r.target(), Target::Tag(_))) {
-            return Err(Error::Usage(format!(
-                "'-o -' writes one blob to stdout, but {r} is a package (its files need a directory)"
-            )));
+        if json {
+            return Err(Error::Usage("--json and '-o -' both want standard output".into()));
         }
         if references.len() > 1 {
             return Err(Error::Usage("'-o -' takes one reference".into()));
+        }
+        let narrowed = !include.is_empty() || !exclude.is_empty();
+        if let Some(r) = references.iter().find(|r| matches!(r.target(), Target::Tag(_)) && !narrowed) {
+            return Err(Error::Usage(format!(
+                "'-o -' writes one file to stdout, but {r} is a package: pick its file with --include"
+            )));
         }
     }
     Ok(Command::Run(Args {
@@ -160,7 +225,12 @@ pub fn parse_args(mut parser: lexopt::Parser) -> Result<Command> {
         username,
         retries,
         timeout,
+        insecure,
         quiet,
+        json,
+        mode,
+        include,
+        exclude,
     }))
 }
 
@@ -168,6 +238,11 @@ fn number<T: std::str::FromStr>(parser: &mut lexopt::Parser, flag: &str) -> Resu
     let value = parser.value()?;
     let value = value.to_string_lossy();
     value.parse().map_err(|_| Error::Usage(format!("{flag} takes a whole number, not '{value}'")))
+}
+
+fn glob(parser: &mut lexopt::Parser, flag: &str) -> Result<Glob> {
+    let value = utf8(parser.value()?, flag)?;
+    value.parse().map_err(|e| Error::Usage(format!("{flag}: {e}")))
 }
 
 fn utf8(value: OsString, what: &str) -> Result<String> {
@@ -203,6 +278,11 @@ mod tests {
         assert_eq!(a.output, Some(Output::Stdout));
         assert_eq!(run(&["-u", "me", "--password-stdin", "x.io/y"]).username.as_deref(), Some("me"));
         assert_eq!(run(&["x.io/y"]).platform, Platform::host());
+        let a = run(&["--include", "trurl*", "--exclude", "*.sig", "-o", "-", "x.io/y:t"]);
+        assert!(a.wants("trurl") && a.wants("trurl.json") && !a.wants("trurl.sig") && !a.wants("CHECKSUM"));
+        assert!(run(&["x.io/y"]).wants("anything"));
+        assert_eq!(run(&["--tags", "x.io/y"]).mode, Mode::Tags);
+        assert_eq!(run(&["--list", "--json", "x.io/y"]).mode, Mode::List);
         let a = run(&["--retries", "0", "--timeout", "2", "x.io/y"]);
         assert_eq!((a.retries, a.timeout), (0, Duration::from_secs(2)));
     }
@@ -224,6 +304,10 @@ mod tests {
             (&["-u", "me", "x.io/y"], "--password-stdin"),
             (&["--password-stdin", "x.io/y"], "--username"),
             (&["-o", "-", "x.io/y:tag"], "is a package"),
+            (&["-o", "-", "--json", "--include", "a", "x.io/y:tag"], "--json"),
+            (&["--list", "--tags", "x.io/y"], "go alone"),
+            (&["--list", "x.io/y@sha256:0000000000000000000000000000000000000000000000000000000000000000"], "is a blob"),
+            (&["--include", "[a", "x.io/y"], "unclosed"),
             (&["--retries", "-1", "x.io/y"], "--retries"),
             (&["--timeout", "0", "x.io/y"], "--timeout"),
             (&["--timeout", "soon", "x.io/y"], "--timeout"),

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::digest::{Digest, Verifier};
 use crate::error::{Error, Result};
+use crate::progress::Progress;
 use crate::reference::Repository;
 use crate::registry::Client;
 use crate::retry::Backoff;
@@ -40,10 +41,10 @@ pub struct Job<'a> {
 
 /// Writes the blob to `target`: through a `Partial` for a regular file, straight in for a
 /// FIFO or device. A file that already holds the content is left alone.
-pub fn to_path(client: &mut Client, job: &Job, target: &Path) -> Result<Outcome> {
+pub fn to_path(client: &mut Client, job: &Job, target: &Path, progress: &mut Progress) -> Result<Outcome> {
     if store::is_special(target) {
         let mut file = OpenOptions::new().write(true).open(target).map_err(Error::file(target))?;
-        return fetch(client, job, &mut Stream { out: &mut file, path: target }).map(Outcome::Written);
+        return fetch(client, job, &mut Stream { out: &mut file, path: target }, progress).map(Outcome::Written);
     }
     let mut partial = Partial::open(target, job.digest, job.quiet)?;
     // Checked under the lock: another ocidl may just have written the same file.
@@ -51,7 +52,7 @@ pub fn to_path(client: &mut Client, job: &Job, target: &Path) -> Result<Outcome>
         partial.discard();
         return Ok(Outcome::UpToDate(size));
     }
-    match fetch(client, job, &mut partial) {
+    match fetch(client, job, &mut partial, progress) {
         Ok(n) => {
             partial.commit()?;
             Ok(Outcome::Written(n))
@@ -69,10 +70,10 @@ pub fn to_path(client: &mut Client, job: &Job, target: &Path) -> Result<Outcome>
 
 /// Writes the blob to standard output. The bytes reach the reader before the check ends,
 /// so a mismatch is reported by the exit status: pipelines must look at it.
-pub fn to_stdout(client: &mut Client, job: &Job) -> Result<u64> {
+pub fn to_stdout(client: &mut Client, job: &Job, progress: &mut Progress) -> Result<u64> {
     let stdout = io::stdout();
     let mut out = stdout.lock();
-    let n = fetch(client, job, &mut Stream { out: &mut out, path: Path::new("-") })?;
+    let n = fetch(client, job, &mut Stream { out: &mut out, path: Path::new("-") }, progress)?;
     out.flush().map_err(Error::Stdout)?;
     Ok(n)
 }
@@ -128,7 +129,7 @@ impl<W: Write> Sink for Stream<'_, W> {
 }
 
 /// The download loop: request from where we are, stream, and on a break wait and resume.
-fn fetch(client: &mut Client, job: &Job, sink: &mut dyn Sink) -> Result<u64> {
+fn fetch(client: &mut Client, job: &Job, sink: &mut dyn Sink, progress: &mut Progress) -> Result<u64> {
     let mut verifier = Verifier::new(job.digest, job.size);
     let mut have = sink.resume(&mut verifier)?;
     let resumed = have > 0;
@@ -137,6 +138,7 @@ fn fetch(client: &mut Client, job: &Job, sink: &mut dyn Sink) -> Result<u64> {
         verifier = Verifier::new(job.digest, job.size);
         have = 0;
     }
+    progress.advance(have);
     let mut etag: Option<String> = None;
     let mut backoff = Backoff::new(client.retries());
     let mut buffer = vec![0u8; BUFFER];
@@ -153,13 +155,14 @@ fn fetch(client: &mut Client, job: &Job, sink: &mut dyn Sink) -> Result<u64> {
             if sink.restart()? {
                 verifier = Verifier::new(job.digest, job.size);
                 verifier.expect_size(blob.len);
+                progress.rewind();
                 have = 0;
             } else {
                 skip = have;
             }
         }
         let before = have;
-        match copy(&mut blob.reader, sink, &mut verifier, &mut buffer, skip) {
+        match copy(&mut blob.reader, sink, &mut verifier, &mut buffer, skip, progress) {
             Ok(()) => break,
             Err(e) if e.is_transient() => {
                 have = verifier.seen();
@@ -183,7 +186,8 @@ fn fetch(client: &mut Client, job: &Job, sink: &mut dyn Sink) -> Result<u64> {
                 eprintln!("the resumed download of {} did not verify; downloading it again", job.digest);
             }
             std::thread::sleep(Duration::from_millis(100));
-            fetch(client, job, sink)
+            progress.rewind();
+            fetch(client, job, sink, progress)
         }
         result => result,
     }
@@ -191,7 +195,14 @@ fn fetch(client: &mut Client, job: &Job, sink: &mut dyn Sink) -> Result<u64> {
 
 /// Streams `body` into `sink` through the verifier, after reading past `skip` bytes of it.
 /// A read error is the network's (transient); a write error is the destination's.
-fn copy(body: &mut impl Read, sink: &mut dyn Sink, verifier: &mut Verifier, buffer: &mut [u8], mut skip: u64) -> Result<()> {
+fn copy(
+    body: &mut impl Read,
+    sink: &mut dyn Sink,
+    verifier: &mut Verifier,
+    buffer: &mut [u8],
+    mut skip: u64,
+    progress: &mut Progress,
+) -> Result<()> {
     loop {
         let n = match body.read(buffer) {
             Ok(0) if verifier.complete() => return Ok(()),
@@ -204,5 +215,6 @@ fn copy(body: &mut impl Read, sink: &mut dyn Sink, verifier: &mut Verifier, buff
         skip -= (n - fresh.len()) as u64;
         verifier.update(fresh)?;
         sink.write_all(fresh).map_err(|e| sink.error(e))?;
+        progress.advance(fresh.len() as u64);
     }
 }

@@ -7,10 +7,13 @@
 
 pub mod auth;
 pub mod cli;
+pub mod credentials;
 pub mod digest;
 pub mod download;
 pub mod error;
+pub mod glob;
 pub mod manifest;
+pub mod progress;
 pub mod pull;
 pub mod reference;
 pub mod registry;

@@ -1,47 +1,117 @@
 //! The job itself, top to bottom: a reference becomes a manifest, the manifest becomes
-//! descriptors, the descriptors become verified files.
+//! descriptors, the descriptors become verified files. What was done is recorded in a
+//! `Report` that `main` prints (as text or JSON).
 
 use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::cli::{Args, Output};
+use serde_json::{json, Value};
+
+use crate::cli::{Args, Mode, Output};
 use crate::digest::Digest;
 use crate::download::{self, Job, Outcome};
 use crate::error::{Error, Result};
 use crate::manifest::{Descriptor, Manifest};
+use crate::progress::{human_size, Progress};
 use crate::reference::{Reference, Repository, Target};
 use crate::registry::Client;
 use crate::store;
 
-pub fn pull(client: &mut Client, reference: &Reference, args: &Args) -> Result<()> {
-    match reference.target() {
-        Target::Blob(digest) => fetch_blob(client, reference.repository(), digest, args),
-        Target::Tag(tag) => pull_package(client, reference.repository(), tag, args),
+/// What one reference gave: its files (written, up to date, or listed) or its tags.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub files: Vec<File>,
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct File {
+    /// The layer's title; `None` for a blob fetched by digest.
+    pub title: Option<String>,
+    /// Where it was written; `None` when listed, or written to stdout.
+    pub path: Option<PathBuf>,
+    pub size: u64,
+    pub digest: Digest,
+    pub media_type: Option<String>,
+    pub up_to_date: bool,
+}
+
+impl Report {
+    /// One reference's part of the `--json` document.
+    pub fn to_json(&self, reference: &Reference, mode: Mode, error: Option<&Error>) -> Value {
+        let mut doc = json!({ "reference": reference.to_string(), "name": reference.name() });
+        if mode == Mode::Tags {
+            doc["tags"] = json!(self.tags);
+        } else {
+            doc["files"] = self.files.iter().map(File::to_json).collect();
+        }
+        if let Some(error) = error {
+            doc["error"] = json!(error.to_string());
+        }
+        doc
+    }
+
+    /// `--list` and `--tags` without `--json`: one line each, tab-separated, on stdout.
+    pub fn lines(&self, mode: Mode) -> Vec<String> {
+        match mode {
+            Mode::Tags => self.tags.clone(),
+            _ => self
+                .files
+                .iter()
+                .map(|f| {
+                    let title = f.title.as_deref().unwrap_or("-");
+                    let media_type = f.media_type.as_deref().unwrap_or("-");
+                    format!("{title}\t{}\t{}\t{media_type}", f.size, f.digest)
+                })
+                .collect(),
+        }
+    }
+}
+
+impl File {
+    fn to_json(&self) -> Value {
+        let mut file = json!({ "title": self.title, "size": self.size, "digest": self.digest.to_string() });
+        if let Some(path) = &self.path {
+            file["path"] = json!(path.to_string_lossy());
+            file["status"] = json!(if self.up_to_date { "up to date" } else { "written" });
+        }
+        if let Some(media_type) = &self.media_type {
+            file["mediaType"] = json!(media_type);
+        }
+        file
+    }
+}
+
+pub fn run(client: &mut Client, reference: &Reference, args: &Args, progress: &mut Progress, report: &mut Report) -> Result<()> {
+    let repo = reference.repository();
+    match (args.mode, reference.target()) {
+        (Mode::Tags, _) => {
+            report.tags = client.tags(repo)?;
+            Ok(())
+        }
+        (_, Target::Blob(digest)) => fetch_blob(client, repo, digest, args, progress, report),
+        (_, Target::Tag(tag)) => pull_package(client, repo, tag, args, progress, report),
     }
 }
 
 /// `oras blob fetch`: one blob, to a file named after the repository, or as `-o` says.
-fn fetch_blob(client: &mut Client, repo: &Repository, digest: &Digest, args: &Args) -> Result<()> {
+fn fetch_blob(client: &mut Client, repo: &Repository, digest: &Digest, args: &Args, progress: &mut Progress, report: &mut Report) -> Result<()> {
     let job = Job { repo, digest, size: None, quiet: args.quiet };
-    let name = repo.last_segment();
     let target = match &args.output {
-        Some(Output::Stdout) => {
-            let n = download::to_stdout(client, &job)?;
-            status(args, Path::new("(stdout)"), Outcome::Written(n), digest);
-            return Ok(());
-        }
-        Some(Output::Path(path)) if store::names_directory(path) => path.join(name),
-        Some(Output::Path(path)) => path.clone(),
-        None => PathBuf::from(name),
+        Some(Output::Stdout) => None,
+        Some(Output::Path(path)) if store::names_directory(path) => Some(path.join(repo.last_segment())),
+        Some(Output::Path(path)) => Some(path.clone()),
+        None => Some(PathBuf::from(repo.last_segment())),
     };
-    let outcome = download::to_path(client, &job, &target)?;
-    status(args, &target, outcome, digest);
+    let outcome = write(client, &job, target.as_deref(), repo.last_segment(), progress)?;
+    record(args, report, None, target, &job, None, outcome);
     Ok(())
 }
 
-/// `oras pull`: every layer with a title, written under that title in the output directory.
-fn pull_package(client: &mut Client, repo: &Repository, tag: &str, args: &Args) -> Result<()> {
+/// `oras pull`: every layer with a title (that `--include`/`--exclude` keep), written under
+/// that title in the output directory; or, with `--list`, only named.
+fn pull_package(client: &mut Client, repo: &Repository, tag: &str, args: &Args, progress: &mut Progress, report: &mut Report) -> Result<()> {
     let (mut manifest, _) = client.manifest(repo, tag)?;
     if let Manifest::Index { manifests } = &manifest {
         let chosen = args.platform.select(manifests)?.digest.to_string();
@@ -50,29 +120,59 @@ fn pull_package(client: &mut Client, repo: &Repository, tag: &str, args: &Args) 
     let Manifest::Image { layers } = manifest else {
         return Err(Error::BadManifest("an index whose entry is another index".into()));
     };
+    let chosen = choose(&layers, args)?;
+
+    if args.mode == Mode::List {
+        for layer in chosen {
+            report.files.push(File {
+                title: layer.title.clone(),
+                path: None,
+                size: layer.size,
+                digest: layer.digest.clone(),
+                media_type: Some(layer.media_type.clone()),
+                up_to_date: false,
+            });
+        }
+        return Ok(());
+    }
 
     let root = match &args.output {
         Some(Output::Path(path)) => path.as_path(),
         _ => Path::new("."),
     };
-    fs::create_dir_all(root).map_err(Error::file(root))?;
+    if args.output == Some(Output::Stdout) && chosen.len() != 1 {
+        let titles: Vec<&str> = chosen.iter().filter_map(|l| l.title.as_deref()).collect();
+        return Err(Error::NotOneFile(titles.join(", ")));
+    }
     // Every path is decided before the first download, so one bad title writes nothing.
-    let files = plan(root, &layers, args)?;
-    for (path, layer) in files {
+    if args.output != Some(Output::Stdout) {
+        fs::create_dir_all(root).map_err(Error::file(root))?;
+    }
+    let mut files = Vec::new();
+    for layer in chosen {
+        let title = layer.title.as_deref().unwrap_or_default();
+        let path = match args.output {
+            Some(Output::Stdout) => None,
+            _ => Some(store::safe_path(root, title)?),
+        };
+        files.push((path, layer, title));
+    }
+    for (path, layer, title) in files {
         let job = Job { repo, digest: &layer.digest, size: Some(layer.size), quiet: args.quiet };
-        let outcome = download::to_path(client, &job, &path)
-            .map_err(|e| Error::Layer { title: layer.title.clone().unwrap_or_default(), source: Box::new(e) })?;
-        status(args, &path, outcome, &layer.digest);
+        let outcome = write(client, &job, path.as_deref(), title, progress)
+            .map_err(|e| Error::Layer { title: title.to_string(), source: Box::new(e) })?;
+        record(args, report, Some(title), path, &job, Some(&layer.media_type), outcome);
     }
     Ok(())
 }
 
-fn plan<'a>(root: &Path, layers: &'a [Descriptor], args: &Args) -> Result<Vec<(PathBuf, &'a Descriptor)>> {
-    let mut files = Vec::new();
+/// The titled layers that `--include` and `--exclude` keep; untitled ones are noted.
+fn choose<'a>(layers: &'a [Descriptor], args: &Args) -> Result<Vec<&'a Descriptor>> {
+    let mut chosen = Vec::new();
     let mut titles = HashSet::new();
     for layer in layers {
         let Some(title) = &layer.title else {
-            if !args.quiet {
+            if !args.quiet && args.mode == Mode::Pull {
                 eprintln!("skipped layer {} ({} bytes): it has no title", layer.digest, layer.size);
             }
             continue;
@@ -80,52 +180,58 @@ fn plan<'a>(root: &Path, layers: &'a [Descriptor], args: &Args) -> Result<Vec<(P
         if !titles.insert(title.as_str()) {
             return Err(Error::DuplicateTitle(title.clone()));
         }
-        files.push((store::safe_path(root, title)?, layer));
+        if args.wants(title) {
+            chosen.push(layer);
+        }
     }
-    if files.is_empty() {
+    if titles.is_empty() {
         return Err(Error::BadManifest(
             "no layer has an org.opencontainers.image.title: there is no file to write".into(),
         ));
     }
-    Ok(files)
+    if chosen.is_empty() {
+        let mut all: Vec<&str> = titles.into_iter().collect();
+        all.sort_unstable();
+        return Err(Error::NoMatch(all.join(", ")));
+    }
+    Ok(chosen)
 }
 
-/// One line per file, on stderr: stdout is for data only.
-fn status(args: &Args, path: &Path, outcome: Outcome, digest: &Digest) {
-    if args.quiet {
-        return;
-    }
-    let path = path.strip_prefix(".").unwrap_or(path).display();
-    match outcome {
-        Outcome::Written(n) => eprintln!("{path}  {}  sha256:{}", human_size(n), digest.short()),
-        Outcome::UpToDate(n) => eprintln!("{path}  {}  sha256:{}  up to date", human_size(n), digest.short()),
-    }
+/// Downloads one blob to `target`, or to stdout when there is none, with progress.
+fn write(client: &mut Client, job: &Job, target: Option<&Path>, name: &str, progress: &mut Progress) -> Result<Outcome> {
+    progress.start(name, job.size);
+    let outcome = match target {
+        Some(path) => download::to_path(client, job, path, progress),
+        None => download::to_stdout(client, job, progress).map(Outcome::Written),
+    };
+    let bytes = match &outcome {
+        Ok(Outcome::Written(n)) => *n,
+        _ => 0,
+    };
+    progress.end(bytes);
+    outcome
 }
 
-fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
+/// Prints the status line (on stderr: stdout is for data) and adds the file to the report.
+fn record(args: &Args, report: &mut Report, title: Option<&str>, path: Option<PathBuf>, job: &Job, media_type: Option<&String>, outcome: Outcome) {
+    let (size, up_to_date) = match outcome {
+        Outcome::Written(n) => (n, false),
+        Outcome::UpToDate(n) => (n, true),
+    };
+    if !args.quiet {
+        let shown = match &path {
+            Some(p) => p.strip_prefix(".").unwrap_or(p).display().to_string(),
+            None => "(stdout)".to_string(),
+        };
+        let note = if up_to_date { "  up to date" } else { "" };
+        eprintln!("{shown}  {}  sha256:{}{note}", human_size(size), job.digest.short());
     }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::human_size;
-
-    #[test]
-    fn sizes_read_like_ls_h() {
-        assert_eq!(human_size(0), "0 B");
-        assert_eq!(human_size(1023), "1023 B");
-        assert_eq!(human_size(1024), "1.0 KiB");
-        assert_eq!(human_size(1536 * 1024), "1.5 MiB");
-        assert_eq!(human_size(1 << 30), "1.0 GiB");
-    }
+    report.files.push(File {
+        title: title.map(str::to_string),
+        path,
+        size,
+        digest: job.digest.clone(),
+        media_type: media_type.cloned(),
+        up_to_date,
+    });
 }

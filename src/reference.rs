@@ -136,6 +136,14 @@ impl Reference {
     pub fn target(&self) -> &Target {
         &self.target
     }
+
+    /// The fully qualified form: `docker.io/library/debian:latest`.
+    pub fn name(&self) -> String {
+        match &self.target {
+            Target::Tag(tag) => format!("{}:{tag}", self.repository.name()),
+            Target::Blob(digest) => format!("{}@{digest}", self.repository.name()),
+        }
+    }
 }
 
 impl fmt::Display for Reference {
@@ -309,16 +317,6 @@ mod tests {
     use super::*;
 
     const HEX: &str = "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff";
-
-    /// The fully qualified form: `docker.io/library/debian:latest`.
-    impl Reference {
-        pub fn name(&self) -> String {
-            match &self.target {
-                Target::Tag(tag) => format!("{}:{tag}", self.repository.name()),
-                Target::Blob(digest) => format!("{}@{digest}", self.repository.name()),
-            }
-        }
-    }
 
     fn ok(input: &str) -> Reference {
         Reference::parse(input, Defaults::default())

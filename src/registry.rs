@@ -15,6 +15,7 @@ use ureq::tls::{PemItem, RootCerts, TlsConfig};
 use ureq::{Agent, Body, BodyReader};
 
 use crate::auth::{self, Challenge, Credentials, GHCR_ANONYMOUS};
+use crate::credentials::Sources;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::manifest::{self, Manifest};
@@ -25,18 +26,26 @@ use crate::retry::{self, Backoff};
 pub const MAX_REDIRECTS: usize = 10;
 /// Defaults to 30 s: to connect, for a reply, and between two reads of a body (`--timeout`).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pages of a tag list followed before giving up on a registry that never stops.
+const MAX_PAGES: usize = 10_000;
 /// Token and error bodies are small; we never read more than this of them.
 const SMALL_BODY: u64 = 64 << 10;
 
 /// How the client behaves, from the command line.
-#[derive(Clone, Debug)]
 pub struct Options {
-    pub ca_file: Option<PathBuf>,
-    pub credentials: Option<Credentials>,
+    /// PEM files whose certificates are trusted besides the bundled roots (`--ca-file`,
+    /// `$SSL_CERT_FILE`), and directories of them (`$SSL_CERT_DIR`).
+    pub ca_files: Vec<PathBuf>,
+    pub ca_dirs: Vec<PathBuf>,
+    pub proxies: Proxies,
+    /// Where each registry's credentials come from (see `credentials.rs`).
+    pub credentials: Sources,
     /// Tries after the first, per request (`--retries`).
     pub retries: u32,
     /// Connect, reply and idle-read timeout (`--timeout`).
     pub timeout: Duration,
+    /// Skip TLS verification (`--insecure`).
+    pub insecure: bool,
     /// No notices about retries.
     pub quiet: bool,
 }
@@ -48,6 +57,8 @@ pub struct Client {
     options: Options,
     /// `Authorization` values that worked, by registry host and scope: one token per run.
     auth: HashMap<(String, String), String>,
+    /// Credentials found for each registry host, looked up when a registry first asks.
+    credentials: HashMap<String, Option<Credentials>>,
 }
 
 /// A blob's body, ready to stream.
@@ -64,11 +75,24 @@ pub struct Blob {
 
 impl Client {
     pub fn new(options: Options) -> Result<Client> {
-        let ca_agent = match &options.ca_file {
-            Some(path) => Some(agent(RootCerts::Specific(read_certificates(path)?.into()), options.timeout)),
-            None => None,
-        };
-        Ok(Client { agent: agent(RootCerts::WebPki, options.timeout), ca_agent, options, auth: HashMap::new() })
+        let mut extra = Vec::new();
+        for path in &options.ca_files {
+            extra.extend(read_certificates(path)?);
+        }
+        for dir in &options.ca_dirs {
+            // Like OpenSSL, take what parses and pass over the rest (hash links, READMEs).
+            for entry in std::fs::read_dir(dir).map_err(Error::file(dir))?.flatten() {
+                extra.extend(read_certificates(&entry.path()).unwrap_or_default());
+            }
+        }
+        let ca_agent = (!extra.is_empty()).then(|| agent(RootCerts::Specific(extra.into()), &options));
+        Ok(Client {
+            agent: agent(RootCerts::WebPki, &options),
+            ca_agent,
+            options,
+            auth: HashMap::new(),
+            credentials: HashMap::new(),
+        })
     }
 
     pub fn retries(&self) -> u32 {
@@ -138,6 +162,38 @@ impl Client {
         Ok(Blob { reader: response.into_body().into_reader(), len, start, etag })
     }
 
+    /// Lists a repository's tags, following `Link: <...>; rel="next"` pagination.
+    pub fn tags(&mut self, repo: &Repository) -> Result<Vec<String>> {
+        let mut url = format!("{}/v2/{}/tags/list", repo.registry().base_url(), repo.path());
+        let mut tags = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let response = self.get(repo, &url, &[("Accept", "application/json")])?;
+            let mut response = check_status(response, &url, || format!("repository {}", repo.name()))?;
+            let next = header(&response, "link").and_then(|link| next_link(&link));
+            let body = response
+                .body_mut()
+                .with_config()
+                .limit(manifest::MAX_SIZE)
+                .read_to_vec()
+                .map_err(|e| transport(&url, e))?;
+            let bad = || Error::BadManifest(format!("the tag list from {url} is not {{\"tags\": [...]}}"));
+            let json: serde_json::Value = serde_json::from_slice(&body).map_err(|_| bad())?;
+            match json.get("tags") {
+                // distribution answers `null` for a repository without tags.
+                None | Some(serde_json::Value::Null) => {}
+                Some(serde_json::Value::Array(page)) => {
+                    tags.extend(page.iter().map(|t| t.as_str().map(str::to_string).ok_or_else(bad)).collect::<Result<Vec<_>>>()?)
+                }
+                Some(_) => return Err(bad()),
+            }
+            match next {
+                Some(next) => url = resolve(&url, &next)?,
+                None => return Ok(tags),
+            }
+        }
+        Err(Error::BadManifest(format!("more than {MAX_PAGES} pages of tags")))
+    }
+
     /// GET with authentication: ghcr's anonymous token or a cached one first, then what a
     /// 401 challenge asks for, once. Returns whatever the registry finally answers.
     fn get(&mut self, repo: &Repository, url: &str, headers: &[(&str, &str)]) -> Result<Response<Body>> {
@@ -164,9 +220,13 @@ impl Client {
                 // A refused shortcut may come without a challenge: ask again with nothing.
                 None if authorization.is_some() => None,
                 None => return Err(Error::AuthRequired),
-                Some(Challenge::Basic) => Some(self.options.credentials.as_ref().ok_or(Error::AuthRequired)?.basic()),
+                Some(Challenge::Basic) => match self.credentials(repo)? {
+                    Some(c) if c.identity_token.is_none() => Some(c.basic()),
+                    _ => return Err(Error::AuthRequired),
+                },
                 Some(Challenge::Bearer { realm, service, scope }) => {
-                    Some(self.token(&realm, service.as_deref(), scope.as_deref().unwrap_or(&key.1))?)
+                    let credentials = self.credentials(repo)?;
+                    Some(self.token(&realm, service.as_deref(), scope.as_deref().unwrap_or(&key.1), credentials)?)
                 }
             };
             if let Some(value) = &next {
@@ -177,11 +237,28 @@ impl Client {
         }
     }
 
-    /// Asks a token service for a pull token, with the user's credentials when there are any.
-    fn token(&mut self, realm: &str, service: Option<&str>, scope: &str) -> Result<String> {
-        let url = auth::token_url(realm, service, scope);
-        let basic = self.options.credentials.as_ref().map(Credentials::basic);
-        let mut response = self.follow(&url, &[], basic.as_deref())?;
+    /// The registry's credentials, from the first source that has some; looked up once.
+    fn credentials(&mut self, repo: &Repository) -> Result<Option<Credentials>> {
+        let host = repo.registry().host();
+        if let Some(found) = self.credentials.get(host) {
+            return Ok(found.clone());
+        }
+        let found = self.options.credentials.lookup(host, &repo.path())?;
+        self.credentials.insert(host.to_string(), found.clone());
+        Ok(found)
+    }
+
+    /// Asks a token service for a pull token: anonymously, with Basic credentials, or by
+    /// trading an identity token (OAuth2 refresh token, as docker does).
+    fn token(&mut self, realm: &str, service: Option<&str>, scope: &str, credentials: Option<Credentials>) -> Result<String> {
+        let mut response = match credentials.as_ref().and_then(|c| c.identity_token.as_deref()) {
+            Some(refresh) => self.refresh_token(realm, service, scope, refresh)?,
+            None => {
+                let url = auth::token_url(realm, service, scope);
+                let basic = credentials.as_ref().map(Credentials::basic);
+                self.follow(&url, &[], basic.as_deref())?
+            }
+        };
         match response.status().as_u16() {
             200 => {}
             401 | 403 => return Err(Error::AuthRequired),
@@ -191,6 +268,17 @@ impl Client {
         let token = body.ok().as_deref().and_then(auth::parse_token);
         let token = token.ok_or_else(|| Error::Network(format!("no token in the answer of {realm}")))?;
         Ok(format!("Bearer {token}"))
+    }
+
+    /// POSTs an OAuth2 `refresh_token` grant to the realm. Not retried: a POST that failed
+    /// half-way is not ours to repeat blindly, and the realm answers at once anyway.
+    fn refresh_token(&self, realm: &str, service: Option<&str>, scope: &str, refresh: &str) -> Result<Response<Body>> {
+        let form = auth::refresh_form(service, scope, refresh);
+        self.agent
+            .post(realm)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .send(form.as_bytes())
+            .map_err(|e| transport(realm, e))
     }
 
     /// Sends a GET and follows redirects, giving `authorization` only to hops on the
@@ -238,9 +326,9 @@ impl Client {
         }
     }
 
-    /// With `--ca-file`, the CA's agent goes first and the bundled roots are the fallback:
-    /// ureq's root store replaces rather than extends, and "also trust" is what users of
-    /// `--ca-file` expect (a registry on a private CA, a CDN on a public one).
+    /// With extra certificates, their agent goes first and the bundled roots are the
+    /// fallback: ureq's root store replaces rather than extends, and "also trust" is what
+    /// users of `--ca-file` expect (a registry on a private CA, a CDN on a public one).
     fn send_once(&self, url: &str, headers: &[(&str, &str)], authorization: Option<&str>) -> Result<Response<Body>> {
         let call = |agent: &Agent| {
             let mut request = agent.get(url);
@@ -250,20 +338,81 @@ impl Client {
             if let Some(authorization) = authorization {
                 request = request.header("Authorization", authorization);
             }
-            request.call()
+            let proxy = self.options.proxies.for_url(url);
+            request.config().proxy(proxy).build().call().map_err(|e| transport(url, e))
         };
-        let result = match &self.ca_agent {
+        match &self.ca_agent {
             Some(ca_agent) if url.starts_with("https:") => match call(ca_agent) {
-                Err(ureq::Error::Rustls(_)) => call(&self.agent),
+                Err(Error::Tls { .. }) => call(&self.agent),
                 other => other,
             },
             _ => call(&self.agent),
-        };
-        result.map_err(|e| transport(url, e))
+        }
     }
 }
 
-fn agent(roots: RootCerts, timeout: Duration) -> Agent {
+/// Proxies as curl reads them: `https_proxy` for https URLs and `http_proxy` for http ones
+/// (either case), `all_proxy` for both when those are unset, and `no_proxy` for the hosts
+/// that go direct (`*`, a host, or a domain suffix such as `.internal` or `internal`).
+#[derive(Clone, Debug, Default)]
+pub struct Proxies {
+    http: Option<ureq::Proxy>,
+    https: Option<ureq::Proxy>,
+    no_proxy: Vec<String>,
+}
+
+impl Proxies {
+    pub fn from_env() -> Result<Proxies> {
+        let var = |name: &str| {
+            [name.to_ascii_lowercase(), name.to_string()]
+                .iter()
+                .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()).map(|v| (n.clone(), v)))
+        };
+        let proxy = |found: Option<(String, String)>| -> Result<Option<ureq::Proxy>> {
+            match found {
+                None => Ok(None),
+                Some((name, url)) => ureq::Proxy::new(&url)
+                    .map(Some)
+                    .map_err(|_| Error::Usage(format!("{name}: not a proxy URL: {url}"))),
+            }
+        };
+        let all = var("ALL_PROXY");
+        Ok(Proxies {
+            http: proxy(var("HTTP_PROXY").or_else(|| all.clone()))?,
+            https: proxy(var("HTTPS_PROXY").or(all))?,
+            no_proxy: var("NO_PROXY")
+                .map(|(_, v)| v.split(',').map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect())
+                .unwrap_or_default(),
+        })
+    }
+
+    fn for_url(&self, url: &str) -> Option<ureq::Proxy> {
+        let uri = Uri::try_from(url).ok()?;
+        let host = uri.host()?.to_ascii_lowercase();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let direct = self.no_proxy.iter().any(|entry| {
+            let entry = entry.trim_start_matches("*.").trim_start_matches('.');
+            // A port on an entry is ignored; `[v6]` loses its brackets, a bare v6 keeps its colons.
+            let entry = match entry.strip_prefix('[') {
+                Some(v6) => v6.split(']').next().unwrap_or(v6),
+                None if entry.matches(':').count() == 1 => entry.split(':').next().unwrap_or(entry),
+                None => entry,
+            };
+            entry == "*" || host == entry || host.strip_suffix(entry).is_some_and(|rest| rest.ends_with('.'))
+        });
+        if direct {
+            return None;
+        }
+        match uri.scheme_str() {
+            Some("https") => self.https.clone(),
+            _ => self.http.clone(),
+        }
+    }
+}
+
+fn agent(roots: RootCerts, options: &Options) -> Agent {
+    let timeout = options.timeout;
+    let tls = TlsConfig::builder().root_certs(roots).disable_verification(options.insecure).build();
     Agent::config_builder()
         // We read every status ourselves: a 401's challenge, a 404's meaning.
         .http_status_as_error(false)
@@ -274,7 +423,9 @@ fn agent(roots: RootCerts, timeout: Duration) -> Agent {
         // Idle time between reads, not the whole body: a 1 GiB blob may take minutes.
         .timeout_per_read(Some(timeout))
         .user_agent(concat!("ocidl/", env!("CARGO_PKG_VERSION")))
-        .tls_config(TlsConfig::builder().root_certs(roots).build())
+        .tls_config(tls)
+        // Chosen per request in `send_once`, by the URL's scheme.
+        .proxy(None)
         .build()
         .new_agent()
 }
@@ -286,11 +437,11 @@ fn read_certificates(path: &std::path::Path) -> Result<Vec<ureq::tls::Certificat
         match item {
             Ok(PemItem::Certificate(c)) => certificates.push(c),
             Ok(_) => {}
-            Err(e) => return Err(Error::Usage(format!("--ca-file {}: {e}", path.display()))),
+            Err(e) => return Err(Error::Usage(format!("{}: {e}", path.display()))),
         }
     }
     if certificates.is_empty() {
-        return Err(Error::Usage(format!("--ca-file {}: no PEM certificate in it", path.display())));
+        return Err(Error::Usage(format!("{}: no PEM certificate in it", path.display())));
     }
     Ok(certificates)
 }
@@ -395,6 +546,19 @@ impl Origin {
     }
 }
 
+/// The `rel="next"` target of a `Link` header (RFC 8288): `<url>; rel="next"`.
+pub fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|link| {
+        let (target, params) = link.trim().split_once(';')?;
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        let next = params.split(';').any(|p| {
+            let p = p.trim().to_ascii_lowercase();
+            p == "rel=\"next\"" || p == "rel=next"
+        });
+        next.then(|| target.to_string())
+    })
+}
+
 /// Resolves a Location header against the URL that sent it (RFC 9110 allows relative ones).
 fn resolve(base: &str, location: &str) -> Result<String> {
     if location.contains("://") {
@@ -435,6 +599,36 @@ mod tests {
         assert_eq!(r("bytes 0-0/*"), Some(ContentRange { start: 0, end: 0, total: None }));
         for bad in ["", "bytes", "bytes */200", "bytes 5-4/10", "bytes 0-10/10", "items 0-1/2", "bytes +1-2/3", "bytes 1-2/3/4", "bytes 99999999999999999999-1/2"] {
             assert_eq!(r(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn proxies_by_scheme_and_no_proxy() {
+        let proxy = |url: &str| ureq::Proxy::new(url).ok();
+        let proxies = Proxies {
+            http: proxy("http://127.0.0.1:3128"),
+            https: proxy("http://127.0.0.1:3129"),
+            no_proxy: vec!["internal".into(), ".corp.example".into(), "10.0.0.1".into(), "[::1]".into()],
+        };
+        let port = |url: &str| proxies.for_url(url).map(|p| p.port());
+        assert_eq!(port("https://ghcr.io/v2/"), Some(3129));
+        assert_eq!(port("http://127.0.0.1:5000/v2/"), Some(3128));
+        assert_eq!(port("https://registry.internal/v2/"), None);
+        assert_eq!(port("https://internal/v2/"), None);
+        assert_eq!(port("https://a.corp.example:5000/v2/"), None);
+        assert_eq!(port("http://10.0.0.1/v2/"), None);
+        assert_eq!(port("http://[::1]:5000/v2/"), None);
+        assert_eq!(port("https://notinternal/v2/"), Some(3129));
+        let all = Proxies { no_proxy: vec!["*".into()], ..proxies.clone() };
+        assert_eq!(all.for_url("https://ghcr.io/").map(|p| p.port()), None);
+    }
+
+    #[test]
+    fn reads_link_headers() {
+        assert_eq!(next_link(r#"</v2/a/tags/list?n=2&last=b>; rel="next""#).as_deref(), Some("/v2/a/tags/list?n=2&last=b"));
+        assert_eq!(next_link(r#"<https://x/p1>; rel="prev", <https://x/p3>; rel=next"#).as_deref(), Some("https://x/p3"));
+        for none in ["", "<x>", "<x>; rel=\"prev\"", "x; rel=\"next\"", "<x; rel=\"next\""] {
+            assert_eq!(next_link(none), None, "{none:?}");
         }
     }
 

@@ -8,7 +8,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use crate::digest::{Digest, Verifier};
@@ -162,9 +162,26 @@ impl Partial {
 
     /// Puts the verified file in place. Its data reaches the disk before the rename does,
     /// so a power cut cannot leave the final name with missing contents.
+    /// A program (ELF or `#!`) is made executable first, as installers want.
     pub fn commit(self) -> Result<()> {
+        self.make_executable_if_program()?;
         self.file.sync_all().map_err(Error::file(&self.path))?;
         fs::rename(&self.path, &self.target).map_err(Error::file(&self.target))
+    }
+
+    /// Gives execute permission wherever the file is readable: the file was created with the
+    /// umask applied (0644 under the usual 022), so this gives 0755 less the umask without
+    /// asking for the umask, which std cannot read.
+    fn make_executable_if_program(&self) -> Result<()> {
+        let mut head = [0u8; 4];
+        let n = self.file.read_at(&mut head, 0).map_err(Error::file(&self.path))?;
+        if !(head[..n].starts_with(b"\x7fELF") || head[..n].starts_with(b"#!")) {
+            return Ok(());
+        }
+        let meta = self.file.metadata().map_err(Error::file(&self.path))?;
+        let mode = meta.permissions().mode();
+        let executable = mode | (mode & 0o444) >> 2;
+        self.file.set_permissions(fs::Permissions::from_mode(executable)).map_err(Error::file(&self.path))
     }
 
     /// Removes the temporary file: its content is wrong, or the target is already right.
@@ -268,6 +285,31 @@ mod tests {
         p.discard();
         let names: Vec<_> = fs::read_dir(dir.join("sub")).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, ["file"]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn programs_become_executable() {
+        let dir = temp_dir("exec");
+        for (name, content, executable) in [
+            ("elf", &b"\x7fELF\x02\x01"[..], true),
+            ("script", b"#!/bin/sh\necho hi\n", true),
+            ("data", b"{\"a\":1}", false),
+            ("tiny", b"#", false),
+            ("empty", b"", false),
+        ] {
+            let target = dir.join(name);
+            let digest = Digest::of(content);
+            let mut p = Partial::open(&target, &digest, true).unwrap();
+            p.write_all(content).unwrap();
+            p.commit().unwrap();
+            let mode = fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode & 0o100 != 0, executable, "{name}: {mode:o}");
+            if executable {
+                // Readable means executable too, and nothing else changes.
+                assert_eq!(mode, mode | (mode & 0o444) >> 2, "{name}: {mode:o}");
+            }
+        }
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -6,6 +6,7 @@
 mod support;
 
 mod auth;
+mod demo;
 mod faults;
 mod harness;
 mod index;

@@ -1,0 +1,281 @@
+//! Where a registry's credentials come from. The first source that has some wins:
+//!
+//! 1. `-u/--username` with `--password-stdin` (for every registry named on the command line);
+//! 2. `OCIDL_USERNAME` and `OCIDL_PASSWORD` (likewise);
+//! 3. Docker's `config.json` (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`): a
+//!    `credHelpers` entry for the host, else `credsStore`, else the `auths` entry, as docker
+//!    itself decides;
+//! 4. Podman's and skopeo's `auth.json` (`$REGISTRY_AUTH_FILE`, else
+//!    `$XDG_RUNTIME_DIR/containers/auth.json`, else `~/.config/containers/auth.json`), whose
+//!    keys may also name a namespace (`quay.io/org`), the longest match winning;
+//! 5. none: anonymous (and on ghcr.io the `QQ==` shortcut).
+//!
+//! Keys are compared by host, the way docker does: a scheme and path are dropped, and
+//! `https://index.docker.io/v1/`, `index.docker.io` and `registry-1.docker.io` all mean Docker
+//! Hub. Secrets are never printed: `Credentials` hides them from `Debug`, and a helper's
+//! output is never quoted in an error.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::auth::{base64_decode, Credentials};
+use crate::error::{Error, Result};
+use crate::reference::DOCKER_HUB;
+
+/// The key docker writes for Docker Hub, and what its credential helpers expect.
+const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
+
+/// What the environment says, looked up once at start-up so tests can hand in their own.
+pub struct Sources {
+    /// From the command line or `OCIDL_USERNAME`/`OCIDL_PASSWORD`: used for every registry.
+    pub explicit: Option<Credentials>,
+    /// Docker's config file, when there is one.
+    pub docker_config: Option<PathBuf>,
+    /// Podman's auth file, when there is one.
+    pub auth_json: Option<PathBuf>,
+}
+
+impl Sources {
+    /// Reads the variables and finds the files (missing files are simply not sources).
+    pub fn from_env(explicit: Option<Credentials>) -> Result<Sources> {
+        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let explicit = match (explicit, std::env::var("OCIDL_USERNAME"), std::env::var("OCIDL_PASSWORD")) {
+            (Some(c), _, _) => Some(c),
+            (None, Ok(username), Ok(password)) if !username.is_empty() => Some(Credentials::basic_pair(username, password)),
+            (None, Ok(_), Err(_)) | (None, Err(_), Ok(_)) => {
+                return Err(Error::Usage("OCIDL_USERNAME and OCIDL_PASSWORD go together".into()))
+            }
+            _ => None,
+        };
+        let home = var("HOME");
+        let docker_config = var("DOCKER_CONFIG")
+            .or_else(|| home.as_ref().map(|h| h.join(".docker")))
+            .map(|dir| dir.join("config.json"));
+        let auth_json = [
+            var("REGISTRY_AUTH_FILE"),
+            var("XDG_RUNTIME_DIR").map(|d| d.join("containers/auth.json")),
+            home.map(|h| h.join(".config/containers/auth.json")),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|p| p.is_file());
+        Ok(Sources { explicit, docker_config: docker_config.filter(|p| p.is_file()), auth_json })
+    }
+
+    /// The credentials for `host` (as in a reference: `ghcr.io`, `127.0.0.1:5000`,
+    /// `docker.io`) and `repository` (for auth.json's namespace keys).
+    pub fn lookup(&self, host: &str, repository: &str) -> Result<Option<Credentials>> {
+        if let Some(c) = &self.explicit {
+            return Ok(Some(c.clone()));
+        }
+        if let Some(path) = &self.docker_config {
+            let config = read_json(path)?;
+            if let Some(c) = from_docker_config(&config, host, path)? {
+                return Ok(Some(c));
+            }
+        }
+        if let Some(path) = &self.auth_json {
+            let config = read_json(path)?;
+            if let Some(entry) = best_entry(&config, host, repository) {
+                return from_entry(entry, path).map(Some);
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read(path).map_err(Error::file(path))?;
+    serde_json::from_slice(&text).map_err(|e| Error::Config { path: path.to_path_buf(), cause: e.to_string() })
+}
+
+/// Docker's order: a helper for this host, then the default store, then the file itself.
+fn from_docker_config(config: &Value, host: &str, path: &Path) -> Result<Option<Credentials>> {
+    let helper_for_host = config
+        .get("credHelpers")
+        .and_then(Value::as_object)
+        .and_then(|helpers| helpers.iter().find(|(key, _)| normalize(key) == host))
+        .and_then(|(_, name)| name.as_str());
+    let store = config.get("credsStore").and_then(Value::as_str).filter(|s| !s.is_empty());
+    if let Some(helper) = helper_for_host.or(store) {
+        return run_helper(helper, host, path);
+    }
+    match best_entry(config, host, "") {
+        Some(entry) => from_entry(entry, path).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The `auths` entry for `host`, or for the longest `host/namespace` prefix of `repository`.
+fn best_entry<'a>(config: &'a Value, host: &str, repository: &str) -> Option<&'a Value> {
+    let auths = config.get("auths")?.as_object()?;
+    let full = format!("{host}/{repository}");
+    auths
+        .iter()
+        .filter_map(|(key, entry)| {
+            let key = normalize_with_path(key);
+            let matches = key == host || (full.starts_with(&key) && full[key.len()..].starts_with('/'));
+            matches.then_some((key.len(), entry))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map(|(_, entry)| entry)
+        // Docker Desktop leaves `{}` entries behind for hosts whose secret is in its store.
+        .filter(|entry| entry.as_object().is_some_and(|o| !o.is_empty()))
+}
+
+fn from_entry(entry: &Value, path: &Path) -> Result<Credentials> {
+    let bad = |what: &str| Error::Config { path: path.to_path_buf(), cause: what.to_string() };
+    let text = |key: &str| entry.get(key).and_then(Value::as_str).filter(|s| !s.is_empty());
+    if let Some(token) = text("identitytoken") {
+        return Ok(Credentials::from_identity_token(token.to_string()));
+    }
+    if let (Some(username), Some(password)) = (text("username"), text("password")) {
+        return Ok(Credentials::basic_pair(username.to_string(), password.to_string()));
+    }
+    let auth = text("auth").ok_or_else(|| bad("an auths entry has neither auth nor username and password"))?;
+    let decoded = base64_decode(auth).ok_or_else(|| bad("an auths entry's auth is not base64"))?;
+    let decoded = String::from_utf8(decoded).map_err(|_| bad("an auths entry's auth is not UTF-8"))?;
+    let (username, password) = decoded.split_once(':').ok_or_else(|| bad("an auths entry's auth is not user:password"))?;
+    Ok(Credentials::basic_pair(username.to_string(), password.to_string()))
+}
+
+/// `docker-credential-<name> get`, with the registry on stdin, as docker runs it.
+fn run_helper(name: &str, host: &str, config: &Path) -> Result<Option<Credentials>> {
+    let program = format!("docker-credential-{name}");
+    let failed = |cause: String| Error::Helper { program: program.clone(), config: config.to_path_buf(), cause };
+    let server = if host == DOCKER_HUB { DOCKER_HUB_KEY } else { host };
+    let mut child = Command::new(&program)
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => failed("not found on PATH".into()),
+            _ => failed(e.to_string()),
+        })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(server.as_bytes());
+    }
+    let output = child.wait_with_output().map_err(|e| failed(e.to_string()))?;
+    if !output.status.success() {
+        let said = String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr);
+        // Helpers say this (and exit 1) for a host they hold nothing for.
+        if said.contains("credentials not found") {
+            return Ok(None);
+        }
+        return Err(failed(format!("exited with {}", output.status)));
+    }
+    let answer: Value = serde_json::from_slice(&output.stdout).map_err(|_| failed("answered something that is not JSON".into()))?;
+    let field = |key: &str| answer.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+    let (username, secret) = (field("Username"), field("Secret"));
+    Ok(match (username.as_str(), secret.is_empty()) {
+        (_, true) => None,
+        // Docker's convention for an OAuth2 refresh token.
+        ("<token>", false) => Some(Credentials::from_identity_token(secret)),
+        (_, false) => Some(Credentials::basic_pair(username, secret)),
+    })
+}
+
+/// A config key as a host: scheme and path dropped, Docker Hub's names made one.
+fn normalize(key: &str) -> String {
+    let host = normalize_with_path(key);
+    host.split('/').next().unwrap_or("").to_string()
+}
+
+/// A config key with its scheme dropped but a namespace kept (auth.json allows `host/org`).
+fn normalize_with_path(key: &str) -> String {
+    let key = key.strip_prefix("https://").or_else(|| key.strip_prefix("http://")).unwrap_or(key);
+    let key = key.trim_end_matches('/');
+    let (host, path) = key.split_once('/').unwrap_or((key, ""));
+    let host = match host {
+        "index.docker.io" | "registry-1.docker.io" | "docker.io" => DOCKER_HUB,
+        other => other,
+    };
+    // Docker's own key carries the API version as a path: not a namespace.
+    match path {
+        "" | "v1" | "v2" => host.to_string(),
+        path => format!("{host}/{path}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn creds(c: Option<Credentials>) -> Option<(String, String)> {
+        c.map(|c| (c.username.clone(), c.password.clone()))
+    }
+
+    fn dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ocidl-creds-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn keys_are_compared_by_host() {
+        for (key, host) in [
+            ("https://index.docker.io/v1/", "docker.io"),
+            ("index.docker.io", "docker.io"),
+            ("registry-1.docker.io", "docker.io"),
+            ("ghcr.io", "ghcr.io"),
+            ("https://ghcr.io", "ghcr.io"),
+            ("http://127.0.0.1:5000/", "127.0.0.1:5000"),
+            ("quay.io/org", "quay.io"),
+        ] {
+            assert_eq!(normalize(key), host, "{key}");
+        }
+        assert_eq!(normalize_with_path("quay.io/org/"), "quay.io/org");
+    }
+
+    #[test]
+    fn reads_auths_entries() {
+        let config = json!({"auths": {
+            "https://index.docker.io/v1/": {"auth": "dXNlcjpwYTpzcw=="},
+            "ghcr.io": {"username": "me", "password": "tok"},
+            "quay.io": {"identitytoken": "refresh"},
+            "quay.io/org": {"auth": "b3JnOnNlY3JldA=="},
+            "empty.io": {},
+        }});
+        let path = Path::new("config.json");
+        let get = |host: &str, repo: &str| best_entry(&config, host, repo).map(|e| from_entry(e, path).unwrap());
+        assert_eq!(creds(get("docker.io", "library/debian")), Some(("user".into(), "pa:ss".into())));
+        assert_eq!(creds(get("ghcr.io", "a/b")), Some(("me".into(), "tok".into())));
+        assert_eq!(get("quay.io", "other/x").unwrap().identity_token.as_deref(), Some("refresh"));
+        assert_eq!(creds(get("quay.io", "org/x")), Some(("org".into(), "secret".into())));
+        assert!(get("quay.io", "organisation/x").unwrap().identity_token.is_some());
+        assert!(get("empty.io", "x").is_none());
+        assert!(get("127.0.0.1:5000", "x").is_none());
+        let broken = json!({"auths": {"x.io": {"auth": "not base64!"}}});
+        assert!(matches!(from_entry(best_entry(&broken, "x.io", "").unwrap(), path), Err(Error::Config { .. })));
+    }
+
+    #[test]
+    fn sources_in_order() {
+        let d = dir("order");
+        let docker = d.join("config.json");
+        let podman = d.join("auth.json");
+        std::fs::write(&docker, r#"{"auths": {"a.io": {"auth": "ZDpkb2NrZXI="}}}"#).unwrap();
+        std::fs::write(&podman, r#"{"auths": {"a.io": {"auth": "cDpwb2RtYW4="}, "b.io": {"auth": "cDpwb2RtYW4="}}}"#).unwrap();
+        let sources = Sources { explicit: None, docker_config: Some(docker.clone()), auth_json: Some(podman.clone()) };
+        assert_eq!(creds(sources.lookup("a.io", "x").unwrap()), Some(("d".into(), "docker".into())));
+        assert_eq!(creds(sources.lookup("b.io", "x").unwrap()), Some(("p".into(), "podman".into())));
+        assert_eq!(creds(sources.lookup("c.io", "x").unwrap()), None);
+        let explicit = Sources { explicit: Some(Credentials::basic_pair("u".into(), "p".into())), ..sources };
+        assert_eq!(creds(explicit.lookup("a.io", "x").unwrap()), Some(("u".into(), "p".into())));
+
+        std::fs::write(&docker, r#"{"credsStore": "ocidl-test-missing"}"#).unwrap();
+        let sources = Sources { explicit: None, docker_config: Some(docker), auth_json: None };
+        match sources.lookup("a.io", "x") {
+            Err(e) => assert!(e.to_string().contains("docker-credential-ocidl-test-missing"), "{e}"),
+            Ok(c) => panic!("{:?}", creds(c)),
+        }
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

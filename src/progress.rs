@@ -1,0 +1,153 @@
+//! What a person at a terminal sees while files download: one progress line per file
+//! (bytes, rate, time left), redrawn at most ten times a second, and a summary at the end.
+//! When stderr is not a terminal (CI logs, pipes) none of this is drawn: only the plain
+//! status lines. ocidl uses no colours, so `NO_COLOR` has nothing to turn off.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+const REDRAW: Duration = Duration::from_millis(100);
+
+pub struct Progress {
+    enabled: bool,
+    file: Option<File>,
+    files: u64,
+    bytes: u64,
+    started: Instant,
+}
+
+struct File {
+    name: String,
+    total: Option<u64>,
+    done: u64,
+    started: Instant,
+    drawn: Option<Instant>,
+}
+
+impl Progress {
+    /// Drawn only on a terminal, and never with `-q`.
+    pub fn new(quiet: bool) -> Progress {
+        Progress::with(!quiet && std::io::stderr().is_terminal())
+    }
+
+    pub fn with(enabled: bool) -> Progress {
+        Progress { enabled, file: None, files: 0, bytes: 0, started: Instant::now() }
+    }
+
+    pub fn start(&mut self, name: &str, total: Option<u64>) {
+        self.file = Some(File { name: name.to_string(), total, done: 0, started: Instant::now(), drawn: None });
+    }
+
+    /// Counts bytes as they arrive; bytes an earlier run left count when resumed.
+    pub fn advance(&mut self, n: u64) {
+        let Some(file) = &mut self.file else { return };
+        file.done += n;
+        let now = Instant::now();
+        if self.enabled && file.drawn.is_none_or(|at| now - at >= REDRAW) {
+            file.drawn = Some(now);
+            eprint!("\r\x1b[K{}", file.line(now));
+            let _ = std::io::stderr().flush();
+        }
+    }
+
+    /// Takes a file's line off the screen, before its status line is printed.
+    pub fn end(&mut self, bytes: u64) {
+        if let Some(file) = self.file.take() {
+            if self.enabled && file.drawn.is_some() {
+                eprint!("\r\x1b[K");
+            }
+            self.files += 1;
+            self.bytes += bytes;
+        }
+    }
+
+    /// Forgets bytes that will come again (a server that restarted a blob).
+    pub fn rewind(&mut self) {
+        if let Some(file) = &mut self.file {
+            file.done = 0;
+        }
+    }
+
+    /// The last line on a terminal: how much, how long, how fast.
+    pub fn summary(&self) {
+        if self.enabled && self.files > 0 {
+            let seconds = self.started.elapsed().as_secs_f64();
+            eprintln!(
+                "{} file{}, {} in {seconds:.1} s ({}/s)",
+                self.files,
+                if self.files == 1 { "" } else { "s" },
+                human_size(self.bytes),
+                human_size((self.bytes as f64 / seconds.max(0.001)) as u64)
+            );
+        }
+    }
+}
+
+impl File {
+    fn line(&self, now: Instant) -> String {
+        let seconds = (now - self.started).as_secs_f64().max(0.001);
+        let rate = self.done as f64 / seconds;
+        let mut line = format!("{}  {}", self.name, human_size(self.done));
+        if let Some(total) = self.total.filter(|&t| t > 0) {
+            let percent = (self.done as f64 / total as f64 * 100.0).min(100.0);
+            line.push_str(&format!(" / {} ({percent:.0}%)", human_size(total)));
+            if rate > 0.0 {
+                let left = total.saturating_sub(self.done) as f64 / rate;
+                line.push_str(&format!("  {}/s  {} left", human_size(rate as u64), clock(left)));
+            }
+        } else {
+            line.push_str(&format!("  {}/s", human_size(rate as u64)));
+        }
+        line
+    }
+}
+
+fn clock(seconds: f64) -> String {
+    let s = seconds.round() as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
+/// Sizes as `ls -h` shows them, in binary units.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_like_ls_h() {
+        assert_eq!(human_size(0), "0 B");
+        assert_eq!(human_size(1023), "1023 B");
+        assert_eq!(human_size(1024), "1.0 KiB");
+        assert_eq!(human_size(1536 * 1024), "1.5 MiB");
+        assert_eq!(human_size(1 << 30), "1.0 GiB");
+    }
+
+    #[test]
+    fn lines_show_bytes_rate_and_time_left() {
+        let started = Instant::now();
+        let file = File { name: "trurl".into(), total: Some(4 << 20), done: 1 << 20, started, drawn: None };
+        let line = file.line(started + Duration::from_secs(1));
+        assert_eq!(line, "trurl  1.0 MiB / 4.0 MiB (25%)  1.0 MiB/s  3s left");
+        let unknown = File { total: None, ..file };
+        assert_eq!(unknown.line(started + Duration::from_secs(2)), "trurl  1.0 MiB  512.0 KiB/s");
+        assert_eq!(clock(75.0), "1m15s");
+        assert_eq!(clock(7300.0), "2h01m");
+    }
+}
