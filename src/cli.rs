@@ -122,6 +122,8 @@ impl Args {
 }
 
 /// What the user asked for: a run, or one of the flags that only print.
+// Made once per run; boxing `Args` would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Command {
     Run(Args),

@@ -206,10 +206,10 @@ fn copy(
     loop {
         let n = match body.read(buffer) {
             Ok(0) if verifier.complete() => return Ok(()),
-            Ok(0) => return Err(Error::Network("the download ended early".into())),
+            Ok(0) => return Err(Error::BodyCut("ended early".into())),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::Network(format!("the download broke off: {e}"))),
+            Err(e) => return Err(Error::BodyCut(format!("broke off: {e}"))),
         };
         let fresh = &buffer[n.min(skip as usize)..n];
         skip -= (n - fresh.len()) as u64;

@@ -19,8 +19,10 @@ pub enum Error {
     Connect { host: String, cause: String },
     /// The TLS handshake failed, most often an untrusted certificate.
     Tls { host: String, cause: String },
-    /// Any other transport failure while talking to a registry or reading a body.
+    /// Any other transport failure while talking to a registry.
     Network(String),
+    /// A body stopped before its end: the connection broke, stalled, or closed early.
+    BodyCut(String),
     /// 404 for a manifest or a blob.
     NotFound(String),
     /// 401 after every credential we could offer.
@@ -76,7 +78,7 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Connect { cause, .. } => cause != "host not found",
-            Error::Network(_) => true,
+            Error::Network(_) | Error::BodyCut(_) => true,
             _ => false,
         }
     }
@@ -101,6 +103,7 @@ impl fmt::Display for Error {
                  a plain HTTP registry needs --plain-http)"
             ),
             Error::Network(cause) => write!(f, "network error: {cause}"),
+            Error::BodyCut(what) => write!(f, "the download {what}"),
             Error::NotFound(what) => write!(f, "not found: {what}"),
             Error::AuthRequired => write!(
                 f,

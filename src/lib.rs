@@ -18,5 +18,5 @@ pub mod pull;
 pub mod reference;
 pub mod registry;
 pub mod retry;
-pub mod signal;
 pub mod store;
+pub mod sys;

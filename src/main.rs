@@ -19,7 +19,7 @@ use ocidl::progress::Progress;
 use ocidl::pull::{self, Report};
 use ocidl::reference::Reference;
 use ocidl::registry::{self, Client};
-use ocidl::signal;
+use ocidl::sys;
 
 const EXIT_FAILURE: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -38,7 +38,7 @@ fn main() -> ExitCode {
         }
         Err(e) => return ExitCode::from(report(None, &e)),
     };
-    signal::install();
+    sys::stop_on_signals();
     if args.insecure {
         eprintln!("ocidl: warning: --insecure: TLS certificates are not verified; anyone on the path can change what is downloaded before it is checked against its digest");
     }
@@ -84,8 +84,9 @@ fn client(args: &Args) -> Result<Client> {
     };
     let env_path = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
     Client::new(registry::Options {
-        ca_files: args.ca_file.iter().cloned().chain(env_path("SSL_CERT_FILE")).collect(),
-        ca_dirs: env_path("SSL_CERT_DIR").map(|dirs| std::env::split_paths(&dirs).collect()).unwrap_or_default(),
+        ca_files: args.ca_file.iter().cloned().collect(),
+        env_ca_files: env_path("SSL_CERT_FILE").into_iter().collect(),
+        env_ca_dirs: env_path("SSL_CERT_DIR").map(|dirs| std::env::split_paths(&dirs).collect()).unwrap_or_default(),
         proxies: registry::Proxies::from_env()?,
         credentials: credentials::Sources::from_env(explicit)?,
         retries: args.retries,

@@ -33,10 +33,14 @@ const SMALL_BODY: u64 = 64 << 10;
 
 /// How the client behaves, from the command line.
 pub struct Options {
-    /// PEM files whose certificates are trusted besides the bundled roots (`--ca-file`,
-    /// `$SSL_CERT_FILE`), and directories of them (`$SSL_CERT_DIR`).
+    /// PEM files whose certificates are trusted besides the bundled roots (`--ca-file`):
+    /// read at once, so a bad one is a usage error before anything is sent.
     pub ca_files: Vec<PathBuf>,
-    pub ca_dirs: Vec<PathBuf>,
+    /// The same from the environment (`$SSL_CERT_FILE`, `$SSL_CERT_DIR`), often set to the
+    /// whole system bundle: read only when an https request first needs them, and like
+    /// OpenSSL, what does not parse is passed over.
+    pub env_ca_files: Vec<PathBuf>,
+    pub env_ca_dirs: Vec<PathBuf>,
     pub proxies: Proxies,
     /// Where each registry's credentials come from (see `credentials.rs`).
     pub credentials: Sources,
@@ -51,9 +55,15 @@ pub struct Options {
 }
 
 pub struct Client {
-    agent: Agent,
-    /// Trusts `--ca-file` instead of the bundled roots; tried first, see `send`.
-    ca_agent: Option<Agent>,
+    /// One agent per route (direct, or which proxy) and trust (bundled roots, or the extra
+    /// certificates), made when first needed and then reused, connections and all. ureq
+    /// bypasses an agent's pool for a request whose proxy differs from the agent's, so the
+    /// route is chosen by picking the agent rather than per request.
+    agents: HashMap<(Option<String>, bool), Agent>,
+    /// `--ca-file`'s certificates, then the environment's once read (see `extra_roots`).
+    extra: Vec<ureq::tls::Certificate<'static>>,
+    env_read: bool,
+    extra_roots: Option<RootCerts>,
     options: Options,
     /// `Authorization` values that worked, by registry host and scope: one token per run.
     auth: HashMap<(String, String), String>,
@@ -79,16 +89,11 @@ impl Client {
         for path in &options.ca_files {
             extra.extend(read_certificates(path)?);
         }
-        for dir in &options.ca_dirs {
-            // Like OpenSSL, take what parses and pass over the rest (hash links, READMEs).
-            for entry in std::fs::read_dir(dir).map_err(Error::file(dir))?.flatten() {
-                extra.extend(read_certificates(&entry.path()).unwrap_or_default());
-            }
-        }
-        let ca_agent = (!extra.is_empty()).then(|| agent(RootCerts::Specific(extra.into()), &options));
         Ok(Client {
-            agent: agent(RootCerts::WebPki, &options),
-            ca_agent,
+            agents: HashMap::new(),
+            extra,
+            env_read: false,
+            extra_roots: None,
             options,
             auth: HashMap::new(),
             credentials: HashMap::new(),
@@ -272,9 +277,9 @@ impl Client {
 
     /// POSTs an OAuth2 `refresh_token` grant to the realm. Not retried: a POST that failed
     /// half-way is not ours to repeat blindly, and the realm answers at once anyway.
-    fn refresh_token(&self, realm: &str, service: Option<&str>, scope: &str, refresh: &str) -> Result<Response<Body>> {
+    fn refresh_token(&mut self, realm: &str, service: Option<&str>, scope: &str, refresh: &str) -> Result<Response<Body>> {
         let form = auth::refresh_form(service, scope, refresh);
-        self.agent
+        self.agent(realm, false)
             .post(realm)
             .header("Content-Type", "application/x-www-form-urlencoded")
             .send(form.as_bytes())
@@ -302,7 +307,7 @@ impl Client {
 
     /// One request, tried again on what is worth trying again: dropped or refused
     /// connections, timeouts, 408, 429 and 5xx, after the server's `Retry-After` or a backoff.
-    fn send(&self, url: &str, headers: &[(&str, &str)], authorization: Option<&str>) -> Result<Response<Body>> {
+    fn send(&mut self, url: &str, headers: &[(&str, &str)], authorization: Option<&str>) -> Result<Response<Body>> {
         let mut backoff = Backoff::new(self.options.retries);
         loop {
             let result = self.send_once(url, headers, authorization);
@@ -329,7 +334,7 @@ impl Client {
     /// With extra certificates, their agent goes first and the bundled roots are the
     /// fallback: ureq's root store replaces rather than extends, and "also trust" is what
     /// users of `--ca-file` expect (a registry on a private CA, a CDN on a public one).
-    fn send_once(&self, url: &str, headers: &[(&str, &str)], authorization: Option<&str>) -> Result<Response<Body>> {
+    fn send_once(&mut self, url: &str, headers: &[(&str, &str)], authorization: Option<&str>) -> Result<Response<Body>> {
         let call = |agent: &Agent| {
             let mut request = agent.get(url);
             for (name, value) in headers {
@@ -338,16 +343,49 @@ impl Client {
             if let Some(authorization) = authorization {
                 request = request.header("Authorization", authorization);
             }
-            let proxy = self.options.proxies.for_url(url);
-            request.config().proxy(proxy).build().call().map_err(|e| transport(url, e))
+            request.call().map_err(|e| transport(url, e))
         };
-        match &self.ca_agent {
-            Some(ca_agent) if url.starts_with("https:") => match call(ca_agent) {
-                Err(Error::Tls { .. }) => call(&self.agent),
-                other => other,
-            },
-            _ => call(&self.agent),
+        let bundled = self.agent(url, false);
+        if !url.starts_with("https:") || self.extra_roots().is_none() {
+            return call(&bundled);
         }
+        match call(&self.agent(url, true)) {
+            Err(Error::Tls { .. }) => call(&bundled),
+            other => other,
+        }
+    }
+
+    /// The extra certificates as a root store, the environment's read on first use.
+    fn extra_roots(&mut self) -> Option<RootCerts> {
+        if !self.env_read {
+            self.env_read = true;
+            let files = self.options.env_ca_files.clone();
+            let dirs = self.options.env_ca_dirs.iter().filter_map(|d| std::fs::read_dir(d).ok());
+            let in_dirs = dirs.flat_map(|entries| entries.flatten().map(|e| e.path()));
+            for path in files.into_iter().chain(in_dirs) {
+                for certificate in read_certificates(&path).unwrap_or_default() {
+                    // A system's directory holds each certificate twice or more (file, hash
+                    // link, bundle): keep one of each.
+                    if !self.extra.iter().any(|c| c.der() == certificate.der()) {
+                        self.extra.push(certificate);
+                    }
+                }
+            }
+            self.extra_roots = (!self.extra.is_empty()).then(|| RootCerts::Specific(self.extra.clone().into()));
+        }
+        self.extra_roots.clone()
+    }
+
+    /// The agent for `url`'s route, trusting the bundled roots or the extra certificates.
+    fn agent(&mut self, url: &str, extra_roots: bool) -> Agent {
+        let proxy = self.options.proxies.for_url(url);
+        let key = (proxy.as_ref().map(|p| p.uri().to_string()), extra_roots);
+        let roots = match extra_roots {
+            true => self.extra_roots().unwrap_or(RootCerts::WebPki),
+            false => RootCerts::WebPki,
+        };
+        let options = &self.options;
+        self.agents.entry(key).or_insert_with(|| agent(roots, proxy, options)).clone()
     }
 }
 
@@ -410,7 +448,7 @@ impl Proxies {
     }
 }
 
-fn agent(roots: RootCerts, options: &Options) -> Agent {
+fn agent(roots: RootCerts, proxy: Option<ureq::Proxy>, options: &Options) -> Agent {
     let timeout = options.timeout;
     let tls = TlsConfig::builder().root_certs(roots).disable_verification(options.insecure).build();
     Agent::config_builder()
@@ -424,8 +462,8 @@ fn agent(roots: RootCerts, options: &Options) -> Agent {
         .timeout_per_read(Some(timeout))
         .user_agent(concat!("ocidl/", env!("CARGO_PKG_VERSION")))
         .tls_config(tls)
-        // Chosen per request in `send_once`, by the URL's scheme.
-        .proxy(None)
+        // Not ureq's reading of the environment: `Proxies` reads it as curl does.
+        .proxy(proxy)
         .build()
         .new_agent()
 }

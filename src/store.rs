@@ -13,6 +13,7 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::digest::{Digest, Verifier};
 use crate::error::{Error, Result};
+use crate::sys;
 
 /// The copy buffer: large enough that read and write calls cost little next to hashing,
 /// small enough that memory stays flat for any blob size.
@@ -95,9 +96,15 @@ fn feed(file: &mut File, path: &Path, verifier: &mut Verifier) -> Result<()> {
     }
 }
 
+/// Bytes written between two requests for early writeback (see `sys::start_writeback`).
+const WRITEBACK: u64 = 8 << 20;
+
 /// The temporary file a target is downloaded into: `.NAME.<digest>.ocidl-partial` beside it.
 pub struct Partial {
     file: File,
+    /// Where the next write lands, and where the last writeback request ended.
+    position: u64,
+    flushed: u64,
     path: PathBuf,
     target: PathBuf,
 }
@@ -131,7 +138,7 @@ impl Partial {
             // handle is no longer the temporary file, and we open it again.
             let ours = file.metadata().map_err(Error::file(&path))?;
             if fs::metadata(&path).is_ok_and(|now| now.ino() == ours.ino() && now.dev() == ours.dev()) {
-                return Ok(Partial { file, path, target: target.to_path_buf() });
+                return Ok(Partial { file, position: 0, flushed: 0, path, target: target.to_path_buf() });
             }
         }
     }
@@ -150,13 +157,16 @@ impl Partial {
     pub fn resume(&mut self, verifier: &mut Verifier) -> Result<u64> {
         self.file.seek(SeekFrom::Start(0)).map_err(Error::file(&self.path))?;
         feed(&mut self.file, &self.path, verifier)?;
-        Ok(verifier.seen())
+        self.position = verifier.seen();
+        self.flushed = self.position;
+        Ok(self.position)
     }
 
     /// Forgets everything written, for a server that sent the blob from its beginning.
     pub fn restart(&mut self) -> Result<()> {
         self.file.set_len(0).map_err(Error::file(&self.path))?;
         self.file.seek(SeekFrom::Start(0)).map_err(Error::file(&self.path))?;
+        (self.position, self.flushed) = (0, 0);
         Ok(())
     }
 
@@ -192,7 +202,13 @@ impl Partial {
 
 impl Write for Partial {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.write(buf)
+        let n = self.file.write(buf)?;
+        self.position += n as u64;
+        if self.position - self.flushed >= WRITEBACK {
+            sys::start_writeback(&self.file, self.flushed, self.position - self.flushed);
+            self.flushed = self.position;
+        }
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
