@@ -19,17 +19,28 @@ pub struct Credentials {
 
 impl Credentials {
     pub fn basic_pair(username: String, password: String) -> Credentials {
-        Credentials { username, password, identity_token: None }
+        Credentials {
+            username,
+            password,
+            identity_token: None,
+        }
     }
 
     /// Docker's convention: the username `<token>` marks a refresh token.
     pub fn from_identity_token(token: String) -> Credentials {
-        Credentials { username: "<token>".into(), password: String::new(), identity_token: Some(token) }
+        Credentials {
+            username: "<token>".into(),
+            password: String::new(),
+            identity_token: Some(token),
+        }
     }
 
     /// The `Authorization` value for Basic auth.
     pub fn basic(&self) -> String {
-        format!("Basic {}", base64(format!("{}:{}", self.username, self.password).as_bytes()))
+        format!(
+            "Basic {}",
+            base64(format!("{}:{}", self.username, self.password).as_bytes())
+        )
     }
 }
 
@@ -44,7 +55,11 @@ impl std::fmt::Debug for Credentials {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Challenge {
     /// Fetch a token from `realm` (with `service` and `scope`), then send it as Bearer.
-    Bearer { realm: String, service: Option<String>, scope: Option<String> },
+    Bearer {
+        realm: String,
+        service: Option<String>,
+        scope: Option<String>,
+    },
     /// Send the credentials themselves.
     Basic,
 }
@@ -54,7 +69,9 @@ impl Challenge {
     /// are `key=value` or `key="quoted, with \" escapes"`, separated by commas.
     pub fn parse(header: &str) -> Option<Challenge> {
         let header = header.trim();
-        let (scheme, rest) = header.split_once(char::is_whitespace).unwrap_or((header, ""));
+        let (scheme, rest) = header
+            .split_once(char::is_whitespace)
+            .unwrap_or((header, ""));
         if scheme.eq_ignore_ascii_case("basic") {
             return Some(Challenge::Basic);
         }
@@ -63,9 +80,16 @@ impl Challenge {
         }
         let params = parse_params(rest);
         let get = |key: &str| {
-            params.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.clone())
+            params
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                .map(|(_, v)| v.clone())
         };
-        Some(Challenge::Bearer { realm: get("realm")?, service: get("service"), scope: get("scope") })
+        Some(Challenge::Bearer {
+            realm: get("realm")?,
+            service: get("service"),
+            scope: get("scope"),
+        })
     }
 }
 
@@ -73,7 +97,9 @@ fn parse_params(mut s: &str) -> Vec<(String, String)> {
     let mut params = Vec::new();
     loop {
         s = s.trim_start_matches(|c: char| c == ',' || c.is_whitespace());
-        let Some((key, rest)) = s.split_once('=') else { return params };
+        let Some((key, rest)) = s.split_once('=') else {
+            return params;
+        };
         let key = key.trim().to_string();
         let rest = rest.trim_start();
         let (value, rest) = match rest.strip_prefix('"') {
@@ -135,7 +161,10 @@ pub fn refresh_form(service: Option<&str>, scope: &str, refresh_token: &str) -> 
 /// Reads `{"token": ...}` or `{"access_token": ...}` (OAuth2 naming; both are in use).
 pub fn parse_token(body: &[u8]) -> Option<String> {
     let json: Value = serde_json::from_slice(body).ok()?;
-    let token = json.get("token").or_else(|| json.get("access_token"))?.as_str()?;
+    let token = json
+        .get("token")
+        .or_else(|| json.get("access_token"))?
+        .as_str()?;
     (!token.is_empty()).then(|| token.to_string())
 }
 
@@ -180,7 +209,10 @@ fn base64(input: &[u8]) -> String {
     const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &b)| n | (b as u32) << (16 - 8 * i));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | (b as u32) << (16 - 8 * i));
         for i in 0..4 {
             if i <= chunk.len() {
                 out.push(TABLE[(n >> (18 - 6 * i) & 63) as usize] as char);
@@ -209,7 +241,12 @@ mod tests {
         ] {
             assert_eq!(base64(plain.as_bytes()), encoded);
         }
-        for (plain, encoded) in [("", ""), ("f", "Zg=="), ("foob", "Zm9vYg=="), ("foobar", "Zm9vYmFy")] {
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("foob", "Zm9vYg=="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
             assert_eq!(base64_decode(encoded).unwrap(), plain.as_bytes());
         }
         assert_eq!(base64_decode("Zm9vYg").unwrap(), b"foob");
@@ -232,28 +269,54 @@ mod tests {
                 scope: Some("repository:pkgforge/bincache/jq:pull".into()),
             })
         );
-        assert_eq!(Challenge::parse(r#"Basic realm="basic-realm""#), Some(Challenge::Basic));
+        assert_eq!(
+            Challenge::parse(r#"Basic realm="basic-realm""#),
+            Some(Challenge::Basic)
+        );
         assert_eq!(Challenge::parse("basic"), Some(Challenge::Basic));
         assert_eq!(
             Challenge::parse(r#"bearer  realm=http://x/t , service="a \"q\" b""#),
-            Some(Challenge::Bearer { realm: "http://x/t".into(), service: Some(r#"a "q" b"#.into()), scope: None })
+            Some(Challenge::Bearer {
+                realm: "http://x/t".into(),
+                service: Some(r#"a "q" b"#.into()),
+                scope: None
+            })
         );
-        for odd in ["", "Bearer", "Bearer service=x", "Negotiate abc", "Bearer realm=\"unterminated", "Bearer ==,,="] {
+        for odd in [
+            "",
+            "Bearer",
+            "Bearer service=x",
+            "Negotiate abc",
+            "Bearer realm=\"unterminated",
+            "Bearer ==,,=",
+        ] {
             let _ = Challenge::parse(odd); // must not panic
         }
         assert_eq!(Challenge::parse("Bearer service=x"), None);
-        assert!(matches!(Challenge::parse("Bearer realm=\"unterminated"), Some(Challenge::Bearer { realm, .. }) if realm == "unterminated"));
+        assert!(
+            matches!(Challenge::parse("Bearer realm=\"unterminated"), Some(Challenge::Bearer { realm, .. }) if realm == "unterminated")
+        );
     }
 
     #[test]
     fn builds_token_urls_and_reads_tokens() {
         assert_eq!(
-            token_url("https://ghcr.io/token", Some("ghcr.io"), "repository:a/b:pull"),
+            token_url(
+                "https://ghcr.io/token",
+                Some("ghcr.io"),
+                "repository:a/b:pull"
+            ),
             "https://ghcr.io/token?service=ghcr.io&scope=repository%3Aa%2Fb%3Apull"
         );
-        assert_eq!(token_url("http://x/t?a=1", None, "s c"), "http://x/t?a=1&scope=s%20c");
+        assert_eq!(
+            token_url("http://x/t?a=1", None, "s c"),
+            "http://x/t?a=1&scope=s%20c"
+        );
         assert_eq!(parse_token(br#"{"token":"abc"}"#).as_deref(), Some("abc"));
-        assert_eq!(parse_token(br#"{"access_token":"xyz","expires_in":300}"#).as_deref(), Some("xyz"));
+        assert_eq!(
+            parse_token(br#"{"access_token":"xyz","expires_in":300}"#).as_deref(),
+            Some("xyz")
+        );
         assert_eq!(parse_token(br#"{"token":""}"#), None);
         assert_eq!(parse_token(b"nope"), None);
     }

@@ -152,7 +152,11 @@ pub fn parse_args(mut parser: lexopt::Parser) -> Result<Command> {
         match arg {
             Short('o') | Long("output") => {
                 let value = parser.value()?;
-                output = Some(if value == "-" { Output::Stdout } else { Output::Path(value.into()) });
+                output = Some(if value == "-" {
+                    Output::Stdout
+                } else {
+                    Output::Path(value.into())
+                });
             }
             Long("platform") => platform = Some(parser.value()?.parse::<Platform>()?),
             Long("ghcr") => defaults.ghcr = true,
@@ -201,19 +205,29 @@ pub fn parse_args(mut parser: lexopt::Parser) -> Result<Command> {
         _ => return Err(Error::Usage("--list and --tags go alone".into())),
     };
     if mode == Mode::List {
-        if let Some(r) = references.iter().find(|r| matches!(r.target(), Target::Blob(_))) {
-            return Err(Error::Usage(format!("--list shows a package's files, but {r} is a blob")));
+        if let Some(r) = references
+            .iter()
+            .find(|r| matches!(r.target(), Target::Blob(_)))
+        {
+            return Err(Error::Usage(format!(
+                "--list shows a package's files, but {r} is a blob"
+            )));
         }
     }
     if output == Some(Output::Stdout) {
         if json {
-            return Err(Error::Usage("--json and '-o -' both want standard output".into()));
+            return Err(Error::Usage(
+                "--json and '-o -' both want standard output".into(),
+            ));
         }
         if references.len() > 1 {
             return Err(Error::Usage("'-o -' takes one reference".into()));
         }
         let narrowed = !include.is_empty() || !exclude.is_empty();
-        if let Some(r) = references.iter().find(|r| matches!(r.target(), Target::Tag(_)) && !narrowed) {
+        if let Some(r) = references
+            .iter()
+            .find(|r| matches!(r.target(), Target::Tag(_)) && !narrowed)
+        {
             return Err(Error::Usage(format!(
                 "'-o -' writes one file to stdout, but {r} is a package: pick its file with --include"
             )));
@@ -239,18 +253,25 @@ pub fn parse_args(mut parser: lexopt::Parser) -> Result<Command> {
 fn number<T: std::str::FromStr>(parser: &mut lexopt::Parser, flag: &str) -> Result<T> {
     let value = parser.value()?;
     let value = value.to_string_lossy();
-    value.parse().map_err(|_| Error::Usage(format!("{flag} takes a whole number, not '{value}'")))
+    value
+        .parse()
+        .map_err(|_| Error::Usage(format!("{flag} takes a whole number, not '{value}'")))
 }
 
 fn glob(parser: &mut lexopt::Parser, flag: &str) -> Result<Glob> {
     let value = utf8(parser.value()?, flag)?;
-    value.parse().map_err(|e| Error::Usage(format!("{flag}: {e}")))
+    value
+        .parse()
+        .map_err(|e| Error::Usage(format!("{flag}: {e}")))
 }
 
 fn utf8(value: OsString, what: &str) -> Result<String> {
-    value
-        .into_string()
-        .map_err(|v| Error::Usage(format!("{what} is not valid UTF-8: {}", v.to_string_lossy())))
+    value.into_string().map_err(|v| {
+        Error::Usage(format!(
+            "{what} is not valid UTF-8: {}",
+            v.to_string_lossy()
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -270,18 +291,48 @@ mod tests {
 
     #[test]
     fn flags_anywhere_apply_to_every_reference() {
-        let a = run(&["a.io/x", "-o", "out", "b/c:1", "--ghcr", "--platform", "linux/arm64", "-q"]);
+        let a = run(&[
+            "a.io/x",
+            "-o",
+            "out",
+            "b/c:1",
+            "--ghcr",
+            "--platform",
+            "linux/arm64",
+            "-q",
+        ]);
         assert_eq!(a.references.len(), 2);
         assert_eq!(a.references[1].name(), "ghcr.io/b/c:1");
         assert_eq!(a.output, Some(Output::Path("out".into())));
         assert_eq!(a.platform.to_string(), "linux/arm64");
         assert!(a.quiet);
-        let a = run(&["--output=-", "x.io/y@sha256:0000000000000000000000000000000000000000000000000000000000000000"]);
+        let a = run(&[
+            "--output=-",
+            "x.io/y@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        ]);
         assert_eq!(a.output, Some(Output::Stdout));
-        assert_eq!(run(&["-u", "me", "--password-stdin", "x.io/y"]).username.as_deref(), Some("me"));
+        assert_eq!(
+            run(&["-u", "me", "--password-stdin", "x.io/y"])
+                .username
+                .as_deref(),
+            Some("me")
+        );
         assert_eq!(run(&["x.io/y"]).platform, Platform::host());
-        let a = run(&["--include", "trurl*", "--exclude", "*.sig", "-o", "-", "x.io/y:t"]);
-        assert!(a.wants("trurl") && a.wants("trurl.json") && !a.wants("trurl.sig") && !a.wants("CHECKSUM"));
+        let a = run(&[
+            "--include",
+            "trurl*",
+            "--exclude",
+            "*.sig",
+            "-o",
+            "-",
+            "x.io/y:t",
+        ]);
+        assert!(
+            a.wants("trurl")
+                && a.wants("trurl.json")
+                && !a.wants("trurl.sig")
+                && !a.wants("CHECKSUM")
+        );
         assert!(run(&["x.io/y"]).wants("anything"));
         assert_eq!(run(&["--tags", "x.io/y"]).mode, Mode::Tags);
         assert_eq!(run(&["--list", "--json", "x.io/y"]).mode, Mode::List);

@@ -41,12 +41,24 @@ pub struct Sources {
 impl Sources {
     /// Reads the variables and finds the files (missing files are simply not sources).
     pub fn from_env(explicit: Option<Credentials>) -> Result<Sources> {
-        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-        let explicit = match (explicit, std::env::var("OCIDL_USERNAME"), std::env::var("OCIDL_PASSWORD")) {
+        let var = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let explicit = match (
+            explicit,
+            std::env::var("OCIDL_USERNAME"),
+            std::env::var("OCIDL_PASSWORD"),
+        ) {
             (Some(c), _, _) => Some(c),
-            (None, Ok(username), Ok(password)) if !username.is_empty() => Some(Credentials::basic_pair(username, password)),
+            (None, Ok(username), Ok(password)) if !username.is_empty() => {
+                Some(Credentials::basic_pair(username, password))
+            }
             (None, Ok(_), Err(_)) | (None, Err(_), Ok(_)) => {
-                return Err(Error::Usage("OCIDL_USERNAME and OCIDL_PASSWORD go together".into()))
+                return Err(Error::Usage(
+                    "OCIDL_USERNAME and OCIDL_PASSWORD go together".into(),
+                ))
             }
             _ => None,
         };
@@ -62,7 +74,11 @@ impl Sources {
         .into_iter()
         .flatten()
         .find(|p| p.is_file());
-        Ok(Sources { explicit, docker_config: docker_config.filter(|p| p.is_file()), auth_json })
+        Ok(Sources {
+            explicit,
+            docker_config: docker_config.filter(|p| p.is_file()),
+            auth_json,
+        })
     }
 
     /// The credentials for `host` (as in a reference: `ghcr.io`, `127.0.0.1:5000`,
@@ -89,7 +105,10 @@ impl Sources {
 
 fn read_json(path: &Path) -> Result<Value> {
     let text = std::fs::read(path).map_err(Error::file(path))?;
-    serde_json::from_slice(&text).map_err(|e| Error::Config { path: path.to_path_buf(), cause: e.to_string() })
+    serde_json::from_slice(&text).map_err(|e| Error::Config {
+        path: path.to_path_buf(),
+        cause: e.to_string(),
+    })
 }
 
 /// Docker's order: a helper for this host, then the default store, then the file itself.
@@ -99,7 +118,10 @@ fn from_docker_config(config: &Value, host: &str, path: &Path) -> Result<Option<
         .and_then(Value::as_object)
         .and_then(|helpers| helpers.iter().find(|(key, _)| normalize(key) == host))
         .and_then(|(_, name)| name.as_str());
-    let store = config.get("credsStore").and_then(Value::as_str).filter(|s| !s.is_empty());
+    let store = config
+        .get("credsStore")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
     if let Some(helper) = helper_for_host.or(store) {
         return run_helper(helper, host, path);
     }
@@ -117,7 +139,8 @@ fn best_entry<'a>(config: &'a Value, host: &str, repository: &str) -> Option<&'a
         .iter()
         .filter_map(|(key, entry)| {
             let key = normalize_with_path(key);
-            let matches = key == host || (full.starts_with(&key) && full[key.len()..].starts_with('/'));
+            let matches =
+                key == host || (full.starts_with(&key) && full[key.len()..].starts_with('/'));
             matches.then_some((key.len(), entry))
         })
         .max_by_key(|(len, _)| *len)
@@ -127,26 +150,52 @@ fn best_entry<'a>(config: &'a Value, host: &str, repository: &str) -> Option<&'a
 }
 
 fn from_entry(entry: &Value, path: &Path) -> Result<Credentials> {
-    let bad = |what: &str| Error::Config { path: path.to_path_buf(), cause: what.to_string() };
-    let text = |key: &str| entry.get(key).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let bad = |what: &str| Error::Config {
+        path: path.to_path_buf(),
+        cause: what.to_string(),
+    };
+    let text = |key: &str| {
+        entry
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
     if let Some(token) = text("identitytoken") {
         return Ok(Credentials::from_identity_token(token.to_string()));
     }
     if let (Some(username), Some(password)) = (text("username"), text("password")) {
-        return Ok(Credentials::basic_pair(username.to_string(), password.to_string()));
+        return Ok(Credentials::basic_pair(
+            username.to_string(),
+            password.to_string(),
+        ));
     }
-    let auth = text("auth").ok_or_else(|| bad("an auths entry has neither auth nor username and password"))?;
+    let auth = text("auth")
+        .ok_or_else(|| bad("an auths entry has neither auth nor username and password"))?;
     let decoded = base64_decode(auth).ok_or_else(|| bad("an auths entry's auth is not base64"))?;
-    let decoded = String::from_utf8(decoded).map_err(|_| bad("an auths entry's auth is not UTF-8"))?;
-    let (username, password) = decoded.split_once(':').ok_or_else(|| bad("an auths entry's auth is not user:password"))?;
-    Ok(Credentials::basic_pair(username.to_string(), password.to_string()))
+    let decoded =
+        String::from_utf8(decoded).map_err(|_| bad("an auths entry's auth is not UTF-8"))?;
+    let (username, password) = decoded
+        .split_once(':')
+        .ok_or_else(|| bad("an auths entry's auth is not user:password"))?;
+    Ok(Credentials::basic_pair(
+        username.to_string(),
+        password.to_string(),
+    ))
 }
 
 /// `docker-credential-<name> get`, with the registry on stdin, as docker runs it.
 fn run_helper(name: &str, host: &str, config: &Path) -> Result<Option<Credentials>> {
     let program = format!("docker-credential-{name}");
-    let failed = |cause: String| Error::Helper { program: program.clone(), config: config.to_path_buf(), cause };
-    let server = if host == DOCKER_HUB { DOCKER_HUB_KEY } else { host };
+    let failed = |cause: String| Error::Helper {
+        program: program.clone(),
+        config: config.to_path_buf(),
+        cause,
+    };
+    let server = if host == DOCKER_HUB {
+        DOCKER_HUB_KEY
+    } else {
+        host
+    };
     let mut child = Command::new(&program)
         .arg("get")
         .stdin(Stdio::piped())
@@ -160,17 +209,27 @@ fn run_helper(name: &str, host: &str, config: &Path) -> Result<Option<Credential
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(server.as_bytes());
     }
-    let output = child.wait_with_output().map_err(|e| failed(e.to_string()))?;
+    let output = child
+        .wait_with_output()
+        .map_err(|e| failed(e.to_string()))?;
     if !output.status.success() {
-        let said = String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr);
+        let said = String::from_utf8_lossy(&output.stdout).to_string()
+            + &String::from_utf8_lossy(&output.stderr);
         // Helpers say this (and exit 1) for a host they hold nothing for.
         if said.contains("credentials not found") {
             return Ok(None);
         }
         return Err(failed(format!("exited with {}", output.status)));
     }
-    let answer: Value = serde_json::from_slice(&output.stdout).map_err(|_| failed("answered something that is not JSON".into()))?;
-    let field = |key: &str| answer.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+    let answer: Value = serde_json::from_slice(&output.stdout)
+        .map_err(|_| failed("answered something that is not JSON".into()))?;
+    let field = |key: &str| {
+        answer
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     let (username, secret) = (field("Username"), field("Secret"));
     Ok(match (username.as_str(), secret.is_empty()) {
         (_, true) => None,
@@ -188,7 +247,10 @@ fn normalize(key: &str) -> String {
 
 /// A config key with its scheme dropped but a namespace kept (auth.json allows `host/org`).
 fn normalize_with_path(key: &str) -> String {
-    let key = key.strip_prefix("https://").or_else(|| key.strip_prefix("http://")).unwrap_or(key);
+    let key = key
+        .strip_prefix("https://")
+        .or_else(|| key.strip_prefix("http://"))
+        .unwrap_or(key);
     let key = key.trim_end_matches('/');
     let (host, path) = key.split_once('/').unwrap_or((key, ""));
     let host = match host {
@@ -244,16 +306,36 @@ mod tests {
             "empty.io": {},
         }});
         let path = Path::new("config.json");
-        let get = |host: &str, repo: &str| best_entry(&config, host, repo).map(|e| from_entry(e, path).unwrap());
-        assert_eq!(creds(get("docker.io", "library/debian")), Some(("user".into(), "pa:ss".into())));
-        assert_eq!(creds(get("ghcr.io", "a/b")), Some(("me".into(), "tok".into())));
-        assert_eq!(get("quay.io", "other/x").unwrap().identity_token.as_deref(), Some("refresh"));
-        assert_eq!(creds(get("quay.io", "org/x")), Some(("org".into(), "secret".into())));
-        assert!(get("quay.io", "organisation/x").unwrap().identity_token.is_some());
+        let get = |host: &str, repo: &str| {
+            best_entry(&config, host, repo).map(|e| from_entry(e, path).unwrap())
+        };
+        assert_eq!(
+            creds(get("docker.io", "library/debian")),
+            Some(("user".into(), "pa:ss".into()))
+        );
+        assert_eq!(
+            creds(get("ghcr.io", "a/b")),
+            Some(("me".into(), "tok".into()))
+        );
+        assert_eq!(
+            get("quay.io", "other/x").unwrap().identity_token.as_deref(),
+            Some("refresh")
+        );
+        assert_eq!(
+            creds(get("quay.io", "org/x")),
+            Some(("org".into(), "secret".into()))
+        );
+        assert!(get("quay.io", "organisation/x")
+            .unwrap()
+            .identity_token
+            .is_some());
         assert!(get("empty.io", "x").is_none());
         assert!(get("127.0.0.1:5000", "x").is_none());
         let broken = json!({"auths": {"x.io": {"auth": "not base64!"}}});
-        assert!(matches!(from_entry(best_entry(&broken, "x.io", "").unwrap(), path), Err(Error::Config { .. })));
+        assert!(matches!(
+            from_entry(best_entry(&broken, "x.io", "").unwrap(), path),
+            Err(Error::Config { .. })
+        ));
     }
 
     #[test]
@@ -262,18 +344,46 @@ mod tests {
         let docker = d.join("config.json");
         let podman = d.join("auth.json");
         std::fs::write(&docker, r#"{"auths": {"a.io": {"auth": "ZDpkb2NrZXI="}}}"#).unwrap();
-        std::fs::write(&podman, r#"{"auths": {"a.io": {"auth": "cDpwb2RtYW4="}, "b.io": {"auth": "cDpwb2RtYW4="}}}"#).unwrap();
-        let sources = Sources { explicit: None, docker_config: Some(docker.clone()), auth_json: Some(podman.clone()) };
-        assert_eq!(creds(sources.lookup("a.io", "x").unwrap()), Some(("d".into(), "docker".into())));
-        assert_eq!(creds(sources.lookup("b.io", "x").unwrap()), Some(("p".into(), "podman".into())));
+        std::fs::write(
+            &podman,
+            r#"{"auths": {"a.io": {"auth": "cDpwb2RtYW4="}, "b.io": {"auth": "cDpwb2RtYW4="}}}"#,
+        )
+        .unwrap();
+        let sources = Sources {
+            explicit: None,
+            docker_config: Some(docker.clone()),
+            auth_json: Some(podman.clone()),
+        };
+        assert_eq!(
+            creds(sources.lookup("a.io", "x").unwrap()),
+            Some(("d".into(), "docker".into()))
+        );
+        assert_eq!(
+            creds(sources.lookup("b.io", "x").unwrap()),
+            Some(("p".into(), "podman".into()))
+        );
         assert_eq!(creds(sources.lookup("c.io", "x").unwrap()), None);
-        let explicit = Sources { explicit: Some(Credentials::basic_pair("u".into(), "p".into())), ..sources };
-        assert_eq!(creds(explicit.lookup("a.io", "x").unwrap()), Some(("u".into(), "p".into())));
+        let explicit = Sources {
+            explicit: Some(Credentials::basic_pair("u".into(), "p".into())),
+            ..sources
+        };
+        assert_eq!(
+            creds(explicit.lookup("a.io", "x").unwrap()),
+            Some(("u".into(), "p".into()))
+        );
 
         std::fs::write(&docker, r#"{"credsStore": "ocidl-test-missing"}"#).unwrap();
-        let sources = Sources { explicit: None, docker_config: Some(docker), auth_json: None };
+        let sources = Sources {
+            explicit: None,
+            docker_config: Some(docker),
+            auth_json: None,
+        };
         match sources.lookup("a.io", "x") {
-            Err(e) => assert!(e.to_string().contains("docker-credential-ocidl-test-missing"), "{e}"),
+            Err(e) => assert!(
+                e.to_string()
+                    .contains("docker-credential-ocidl-test-missing"),
+                "{e}"
+            ),
             Ok(c) => panic!("{:?}", creds(c)),
         }
         std::fs::remove_dir_all(&d).unwrap();

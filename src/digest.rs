@@ -54,15 +54,22 @@ impl FromStr for Digest {
             return Err("a digest looks like sha256:<64 hex characters>".into());
         };
         if algorithm != "sha256" {
-            return Err(format!("unsupported digest algorithm '{algorithm}' (only sha256)"));
+            return Err(format!(
+                "unsupported digest algorithm '{algorithm}' (only sha256)"
+            ));
         }
         if hex.len() != HEX_LEN {
-            return Err(format!("a sha256 digest has 64 hex characters, not {}", hex.len()));
+            return Err(format!(
+                "a sha256 digest has 64 hex characters, not {}",
+                hex.len()
+            ));
         }
         if !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err("a sha256 digest is lowercase hex".into());
         }
-        Ok(Digest { hex: hex.to_string() })
+        Ok(Digest {
+            hex: hex.to_string(),
+        })
     }
 }
 
@@ -78,7 +85,12 @@ pub struct Verifier {
 
 impl Verifier {
     pub fn new(expected: &Digest, size: Option<u64>) -> Verifier {
-        Verifier { hasher: Sha256::new(), len: 0, expected: expected.clone(), size }
+        Verifier {
+            hasher: Sha256::new(),
+            len: 0,
+            expected: expected.clone(),
+            size,
+        }
     }
 
     /// Bytes seen so far.
@@ -100,7 +112,10 @@ impl Verifier {
         self.len += chunk.len() as u64;
         if let Some(size) = self.size {
             if self.len > size {
-                return Err(Error::SizeMismatch { expected: size, actual: self.len });
+                return Err(Error::SizeMismatch {
+                    expected: size,
+                    actual: self.len,
+                });
             }
         }
         self.hasher.update(chunk);
@@ -111,12 +126,18 @@ impl Verifier {
     pub fn finish(self) -> Result<u64> {
         if let Some(size) = self.size {
             if self.len != size {
-                return Err(Error::SizeMismatch { expected: size, actual: self.len });
+                return Err(Error::SizeMismatch {
+                    expected: size,
+                    actual: self.len,
+                });
             }
         }
         let actual = Digest::from_hash(self.hasher.finalize().as_slice());
         if actual != self.expected {
-            return Err(Error::DigestMismatch { expected: self.expected, actual });
+            return Err(Error::DigestMismatch {
+                expected: self.expected,
+                actual,
+            });
         }
         Ok(self.len)
     }
@@ -171,10 +192,19 @@ mod tests {
 
         let mut v = Verifier::new(&d, Some(11));
         v.update(b"hello").unwrap();
-        assert!(matches!(v.finish(), Err(Error::SizeMismatch { expected: 11, actual: 5 })));
+        assert!(matches!(
+            v.finish(),
+            Err(Error::SizeMismatch {
+                expected: 11,
+                actual: 5
+            })
+        ));
 
         let mut v = Verifier::new(&d, Some(11));
-        assert!(matches!(v.update(b"hello world!"), Err(Error::SizeMismatch { .. })));
+        assert!(matches!(
+            v.update(b"hello world!"),
+            Err(Error::SizeMismatch { .. })
+        ));
 
         // Without a known size only the digest decides.
         let mut v = Verifier::new(&d, None);

@@ -41,10 +41,27 @@ pub struct Job<'a> {
 
 /// Writes the blob to `target`: through a `Partial` for a regular file, straight in for a
 /// FIFO or device. A file that already holds the content is left alone.
-pub fn to_path(client: &mut Client, job: &Job, target: &Path, progress: &mut Progress) -> Result<Outcome> {
+pub fn to_path(
+    client: &mut Client,
+    job: &Job,
+    target: &Path,
+    progress: &mut Progress,
+) -> Result<Outcome> {
     if store::is_special(target) {
-        let mut file = OpenOptions::new().write(true).open(target).map_err(Error::file(target))?;
-        return fetch(client, job, &mut Stream { out: &mut file, path: target }, progress).map(Outcome::Written);
+        let mut file = OpenOptions::new()
+            .write(true)
+            .open(target)
+            .map_err(Error::file(target))?;
+        return fetch(
+            client,
+            job,
+            &mut Stream {
+                out: &mut file,
+                path: target,
+            },
+            progress,
+        )
+        .map(Outcome::Written);
     }
     let mut partial = Partial::open(target, job.digest, job.quiet)?;
     // Checked under the lock: another ocidl may just have written the same file.
@@ -58,9 +75,10 @@ pub fn to_path(client: &mut Client, job: &Job, target: &Path, progress: &mut Pro
             Ok(Outcome::Written(n))
         }
         // The bytes so far are good as far as we know: keep them for the next run.
-        Err(e) if e.is_transient() && partial.written() > 0 => {
-            Err(Error::Kept { path: partial.path().to_path_buf(), source: Box::new(e) })
-        }
+        Err(e) if e.is_transient() && partial.written() > 0 => Err(Error::Kept {
+            path: partial.path().to_path_buf(),
+            source: Box::new(e),
+        }),
         Err(e) => {
             partial.discard();
             Err(e)
@@ -73,7 +91,15 @@ pub fn to_path(client: &mut Client, job: &Job, target: &Path, progress: &mut Pro
 pub fn to_stdout(client: &mut Client, job: &Job, progress: &mut Progress) -> Result<u64> {
     let stdout = io::stdout();
     let mut out = stdout.lock();
-    let n = fetch(client, job, &mut Stream { out: &mut out, path: Path::new("-") }, progress)?;
+    let n = fetch(
+        client,
+        job,
+        &mut Stream {
+            out: &mut out,
+            path: Path::new("-"),
+        },
+        progress,
+    )?;
     out.flush().map_err(Error::Stdout)?;
     Ok(n)
 }
@@ -100,7 +126,10 @@ impl Sink for Partial {
         Partial::restart(self).map(|()| true)
     }
     fn error(&self, cause: io::Error) -> Error {
-        Error::File { path: self.path().to_path_buf(), cause }
+        Error::File {
+            path: self.path().to_path_buf(),
+            cause,
+        }
     }
 }
 
@@ -123,13 +152,21 @@ impl<W: Write> Sink for Stream<'_, W> {
     fn error(&self, cause: io::Error) -> Error {
         match self.path == Path::new("-") {
             true => Error::Stdout(cause),
-            false => Error::File { path: self.path.to_path_buf(), cause },
+            false => Error::File {
+                path: self.path.to_path_buf(),
+                cause,
+            },
         }
     }
 }
 
 /// The download loop: request from where we are, stream, and on a break wait and resume.
-fn fetch(client: &mut Client, job: &Job, sink: &mut dyn Sink, progress: &mut Progress) -> Result<u64> {
+fn fetch(
+    client: &mut Client,
+    job: &Job,
+    sink: &mut dyn Sink,
+    progress: &mut Progress,
+) -> Result<u64> {
     let mut verifier = Verifier::new(job.digest, job.size);
     let mut have = sink.resume(&mut verifier)?;
     let resumed = have > 0;
@@ -162,17 +199,29 @@ fn fetch(client: &mut Client, job: &Job, sink: &mut dyn Sink, progress: &mut Pro
             }
         }
         let before = have;
-        match copy(&mut blob.reader, sink, &mut verifier, &mut buffer, skip, progress) {
+        match copy(
+            &mut blob.reader,
+            sink,
+            &mut verifier,
+            &mut buffer,
+            skip,
+            progress,
+        ) {
             Ok(()) => break,
             Err(e) if e.is_transient() => {
                 have = verifier.seen();
                 if have >= before + PROGRESS {
                     backoff.reset();
                 }
-                let Some(delay) = backoff.next_delay(None) else { return Err(e) };
+                let Some(delay) = backoff.next_delay(None) else {
+                    return Err(e);
+                };
                 if !job.quiet {
                     let (n, of) = backoff.used();
-                    eprintln!("retry {n} of {of} in {:.1} s: {e} after {have} bytes; resuming", delay.as_secs_f64());
+                    eprintln!(
+                        "retry {n} of {of} in {:.1} s: {e} after {have} bytes; resuming",
+                        delay.as_secs_f64()
+                    );
                 }
                 std::thread::sleep(delay);
             }
@@ -183,7 +232,10 @@ fn fetch(client: &mut Client, job: &Job, sink: &mut dyn Sink, progress: &mut Pro
         // What an earlier run left may have been wrong: one more try from zero.
         Err(Error::DigestMismatch { .. }) if resumed && sink.restart()? => {
             if !job.quiet {
-                eprintln!("the resumed download of {} did not verify; downloading it again", job.digest);
+                eprintln!(
+                    "the resumed download of {} did not verify; downloading it again",
+                    job.digest
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
             progress.rewind();

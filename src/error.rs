@@ -48,11 +48,18 @@ pub enum Error {
     /// Two layers carry the same title.
     DuplicateTitle(String),
     /// An image index has no manifest for the platform asked for.
-    NoPlatform { wanted: String, available: Vec<String> },
+    NoPlatform {
+        wanted: String,
+        available: Vec<String>,
+    },
     /// A credentials file (docker's config.json, podman's auth.json) could not be used.
     Config { path: PathBuf, cause: String },
     /// A docker credential helper is missing or failed.
-    Helper { program: String, config: PathBuf, cause: String },
+    Helper {
+        program: String,
+        config: PathBuf,
+        cause: String,
+    },
     /// A local file could not be read or written.
     File { path: PathBuf, cause: io::Error },
     /// A download failed on the network; its bytes so far are kept for the next run.
@@ -122,23 +129,45 @@ impl fmt::Display for Error {
             Error::UnsafeTitle { title, reason } => {
                 write!(f, "unsafe title {title:?}: {reason}; nothing was written")
             }
-            Error::NoMatch(titles) => write!(f, "no file matches --include/--exclude (the package has: {titles})"),
+            Error::NoMatch(titles) => write!(
+                f,
+                "no file matches --include/--exclude (the package has: {titles})"
+            ),
             Error::NotOneFile(titles) => {
-                write!(f, "'-o -' writes one file, but --include/--exclude kept several: {titles}")
+                write!(
+                    f,
+                    "'-o -' writes one file, but --include/--exclude kept several: {titles}"
+                )
             }
             Error::DuplicateTitle(title) => write!(f, "two layers are titled {title:?}"),
             Error::NoPlatform { wanted, available } => write!(
                 f,
                 "no manifest for platform {wanted} (available: {}); choose one with --platform",
-                if available.is_empty() { "none".to_string() } else { available.join(", ") }
+                if available.is_empty() {
+                    "none".to_string()
+                } else {
+                    available.join(", ")
+                }
             ),
             Error::Config { path, cause } => write!(f, "{}: {cause}", path.display()),
-            Error::Helper { program, config, cause } => {
-                write!(f, "credential helper {program} (named in {}): {cause}", config.display())
+            Error::Helper {
+                program,
+                config,
+                cause,
+            } => {
+                write!(
+                    f,
+                    "credential helper {program} (named in {}): {cause}",
+                    config.display()
+                )
             }
             Error::File { path, cause } => write!(f, "{}: {cause}", path.display()),
             Error::Kept { path, source } => {
-                write!(f, "{source} (the part downloaded is kept in {}; run again to resume)", path.display())
+                write!(
+                    f,
+                    "{source} (the part downloaded is kept in {}; run again to resume)",
+                    path.display()
+                )
             }
             Error::Layer { title, source } => write!(f, "{title}: {source}"),
             Error::Stdout(cause) => write!(f, "standard output: {cause}"),

@@ -16,7 +16,10 @@ enum Token {
     Char(char),
     Any,
     Star,
-    Set { negated: bool, items: Vec<(char, char)> },
+    Set {
+        negated: bool,
+        items: Vec<(char, char)>,
+    },
 }
 
 impl Glob {
@@ -67,7 +70,9 @@ impl Token {
             Token::Char(x) => *x == c,
             Token::Any => true,
             Token::Star => false,
-            Token::Set { negated, items } => items.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *negated,
+            Token::Set { negated, items } => {
+                items.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *negated
+            }
         }
     }
 }
@@ -82,13 +87,19 @@ impl FromStr for Glob {
             tokens.push(match c {
                 '*' => Token::Star,
                 '?' => Token::Any,
-                '\\' => Token::Char(chars.next().ok_or_else(|| format!("pattern '{text}' ends with '\\'"))?),
+                '\\' => Token::Char(
+                    chars
+                        .next()
+                        .ok_or_else(|| format!("pattern '{text}' ends with '\\'"))?,
+                ),
                 '[' => {
                     let negated = chars.next_if(|&c| c == '!' || c == '^').is_some();
                     let mut items = Vec::new();
                     let mut first = true;
                     loop {
-                        let c = chars.next().ok_or_else(|| format!("pattern '{text}' has an unclosed '['"))?;
+                        let c = chars
+                            .next()
+                            .ok_or_else(|| format!("pattern '{text}' has an unclosed '['"))?;
                         if c == ']' && !first {
                             break;
                         }
@@ -117,7 +128,10 @@ impl FromStr for Glob {
                 c => Token::Char(c),
             });
         }
-        Ok(Glob { text: text.to_string(), tokens })
+        Ok(Glob {
+            text: text.to_string(),
+            tokens,
+        })
     }
 }
 

@@ -74,7 +74,10 @@ fn print(text: &str) -> bool {
         return true;
     }
     let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes()).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush()).is_ok()
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush())
+        .is_ok()
 }
 
 fn client(args: &Args) -> Result<Client> {
@@ -82,11 +85,17 @@ fn client(args: &Args) -> Result<Client> {
         Some(username) => Some(Credentials::basic_pair(username.clone(), read_password()?)),
         None => None,
     };
-    let env_path = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env_path = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     Client::new(registry::Options {
         ca_files: args.ca_file.iter().cloned().collect(),
         env_ca_files: env_path("SSL_CERT_FILE").into_iter().collect(),
-        env_ca_dirs: env_path("SSL_CERT_DIR").map(|dirs| std::env::split_paths(&dirs).collect()).unwrap_or_default(),
+        env_ca_dirs: env_path("SSL_CERT_DIR")
+            .map(|dirs| std::env::split_paths(&dirs).collect())
+            .unwrap_or_default(),
         proxies: registry::Proxies::from_env()?,
         credentials: credentials::Sources::from_env(explicit)?,
         retries: args.retries,

@@ -53,8 +53,8 @@ pub enum Manifest {
 impl Manifest {
     /// `content_type` is the response's Content-Type, used when the body has no `mediaType`.
     pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Manifest> {
-        let json: Value =
-            serde_json::from_slice(body).map_err(|e| Error::BadManifest(format!("not JSON: {e}")))?;
+        let json: Value = serde_json::from_slice(body)
+            .map_err(|e| Error::BadManifest(format!("not JSON: {e}")))?;
         if !json.is_object() {
             return Err(Error::BadManifest("not a JSON object".into()));
         }
@@ -68,10 +68,18 @@ impl Manifest {
             _ => OCI_MANIFEST,
         };
         match media_type {
-            OCI_MANIFEST | DOCKER_MANIFEST => Ok(Manifest::Image { layers: descriptors(&json, "layers")? }),
-            OCI_ARTIFACT => Ok(Manifest::Image { layers: descriptors(&json, "blobs")? }),
-            OCI_INDEX | DOCKER_LIST => Ok(Manifest::Index { manifests: descriptors(&json, "manifests")? }),
-            other => Err(Error::BadManifest(format!("unsupported media type {other}"))),
+            OCI_MANIFEST | DOCKER_MANIFEST => Ok(Manifest::Image {
+                layers: descriptors(&json, "layers")?,
+            }),
+            OCI_ARTIFACT => Ok(Manifest::Image {
+                layers: descriptors(&json, "blobs")?,
+            }),
+            OCI_INDEX | DOCKER_LIST => Ok(Manifest::Index {
+                manifests: descriptors(&json, "manifests")?,
+            }),
+            other => Err(Error::BadManifest(format!(
+                "unsupported media type {other}"
+            ))),
         }
     }
 }
@@ -97,14 +105,24 @@ fn descriptors(json: &Value, field: &str) -> Result<Vec<Descriptor>> {
                 .get("size")
                 .and_then(Value::as_u64)
                 .ok_or_else(|| bad(format!("entry {i} has no size")))?;
-            let media_type = item.get("mediaType").and_then(Value::as_str).unwrap_or("").to_string();
+            let media_type = item
+                .get("mediaType")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             let title = match item.get("annotations").and_then(|a| a.get(TITLE)) {
                 None => None,
                 Some(Value::String(t)) => Some(t.clone()),
                 Some(_) => return Err(bad(format!("entry {i} has a title that is not a string"))),
             };
             let platform = item.get("platform").and_then(Platform::from_json);
-            Ok(Descriptor { media_type, digest, size, title, platform })
+            Ok(Descriptor {
+                media_type,
+                digest,
+                size,
+                title,
+                platform,
+            })
         })
         .collect()
 }
@@ -130,14 +148,21 @@ impl Platform {
             other => other,
         };
         let variant = (architecture == "arm").then(|| "v7".to_string());
-        Platform { os: std::env::consts::OS.to_string(), architecture: architecture.to_string(), variant }
+        Platform {
+            os: std::env::consts::OS.to_string(),
+            architecture: architecture.to_string(),
+            variant,
+        }
     }
 
     fn from_json(json: &Value) -> Option<Platform> {
         Some(Platform {
             os: json.get("os")?.as_str()?.to_string(),
             architecture: json.get("architecture")?.as_str()?.to_string(),
-            variant: json.get("variant").and_then(Value::as_str).map(str::to_string),
+            variant: json
+                .get("variant")
+                .and_then(Value::as_str)
+                .map(str::to_string),
         })
     }
 
@@ -153,10 +178,15 @@ impl Platform {
     /// the default variant is preferred, then any variant.
     pub fn select<'a>(&self, manifests: &'a [Descriptor]) -> Result<&'a Descriptor> {
         let same_arch = |d: &&Descriptor| {
-            d.platform.as_ref().is_some_and(|p| p.os == self.os && p.architecture == self.architecture)
+            d.platform
+                .as_ref()
+                .is_some_and(|p| p.os == self.os && p.architecture == self.architecture)
         };
-        let same_variant =
-            |d: &&Descriptor| d.platform.as_ref().is_some_and(|p| p.normal_variant() == self.normal_variant());
+        let same_variant = |d: &&Descriptor| {
+            d.platform
+                .as_ref()
+                .is_some_and(|p| p.normal_variant() == self.normal_variant())
+        };
         let exact = manifests.iter().filter(same_arch).find(same_variant);
         let found = match (exact, &self.variant) {
             (Some(d), _) => Some(d),
@@ -192,9 +222,13 @@ impl FromStr for Platform {
     fn from_str(s: &str) -> Result<Platform, String> {
         let parts: Vec<&str> = s.split('/').collect();
         let ok = (2..=3).contains(&parts.len())
-            && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+            && parts.iter().all(|p| {
+                !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            });
         if !ok {
-            return Err(format!("invalid platform '{s}' (expected OS/ARCH[/VARIANT], e.g. linux/arm64)"));
+            return Err(format!(
+                "invalid platform '{s}' (expected OS/ARCH[/VARIANT], e.g. linux/arm64)"
+            ));
         }
         Ok(Platform {
             os: parts[0].to_string(),
@@ -225,7 +259,9 @@ mod tests {
             ],
             "annotations": {"dev.pkgforge.soar.version": "8.11.1"}
         });
-        let Manifest::Image { layers } = Manifest::parse(None, body.to_string().as_bytes()).unwrap() else {
+        let Manifest::Image { layers } =
+            Manifest::parse(None, body.to_string().as_bytes()).unwrap()
+        else {
             panic!("not an image")
         };
         assert_eq!(layers.len(), 2);
@@ -237,13 +273,21 @@ mod tests {
     #[test]
     fn media_type_from_header_or_shape() {
         let list = format!(r#"{{"manifests":[{{"digest":"{}","size":5}}]}}"#, digest(3));
-        assert!(matches!(Manifest::parse(None, list.as_bytes()), Ok(Manifest::Index { .. })));
         assert!(matches!(
-            Manifest::parse(Some("application/vnd.docker.distribution.manifest.list.v2+json; x=y"), list.as_bytes()),
+            Manifest::parse(None, list.as_bytes()),
+            Ok(Manifest::Index { .. })
+        ));
+        assert!(matches!(
+            Manifest::parse(
+                Some("application/vnd.docker.distribution.manifest.list.v2+json; x=y"),
+                list.as_bytes()
+            ),
             Ok(Manifest::Index { .. })
         ));
         let schema1 = r#"{"schemaVersion":1,"mediaType":"application/vnd.docker.distribution.manifest.v1+prettyjws"}"#;
-        assert!(matches!(Manifest::parse(None, schema1.as_bytes()), Err(Error::BadManifest(m)) if m.contains("unsupported")));
+        assert!(
+            matches!(Manifest::parse(None, schema1.as_bytes()), Err(Error::BadManifest(m)) if m.contains("unsupported"))
+        );
     }
 
     #[test]
@@ -259,7 +303,10 @@ mod tests {
             r#"{"layers": [{"digest": "sha256:0000000000000000000000000000000000000000000000000000000000000000", "size": -1}]}"#,
             r#"{"layers": [{"digest": "sha256:0000000000000000000000000000000000000000000000000000000000000000", "size": 1, "annotations": {"org.opencontainers.image.title": 5}}]}"#,
         ] {
-            assert!(Manifest::parse(None, body.as_bytes()).is_err(), "{body:?} accepted");
+            assert!(
+                Manifest::parse(None, body.as_bytes()).is_err(),
+                "{body:?} accepted"
+            );
         }
     }
 
@@ -282,14 +329,27 @@ mod tests {
             entry(4, "linux/arm64/v8"),
             entry(5, "unknown/unknown"),
         ];
-        let pick = |p: &str| p.parse::<Platform>().unwrap().select(&index).map(|d| d.digest.clone());
+        let pick = |p: &str| {
+            p.parse::<Platform>()
+                .unwrap()
+                .select(&index)
+                .map(|d| d.digest.clone())
+        };
         assert_eq!(pick("linux/amd64").unwrap(), index[0].digest);
         assert_eq!(pick("linux/arm/v7").unwrap(), index[2].digest);
         assert_eq!(pick("linux/arm").unwrap(), index[1].digest);
         assert_eq!(pick("linux/arm64").unwrap(), index[3].digest);
         match pick("linux/s390x") {
             Err(Error::NoPlatform { available, .. }) => {
-                assert_eq!(available, ["linux/amd64", "linux/arm/v6", "linux/arm/v7", "linux/arm64/v8"])
+                assert_eq!(
+                    available,
+                    [
+                        "linux/amd64",
+                        "linux/arm/v6",
+                        "linux/arm/v7",
+                        "linux/arm64/v8"
+                    ]
+                )
             }
             other => panic!("{other:?}"),
         }
@@ -298,7 +358,10 @@ mod tests {
 
     #[test]
     fn parses_platform_flags() {
-        assert_eq!("linux/arm64".parse::<Platform>().unwrap().to_string(), "linux/arm64");
+        assert_eq!(
+            "linux/arm64".parse::<Platform>().unwrap().to_string(),
+            "linux/arm64"
+        );
         for bad in ["", "linux", "linux/", "/amd64", "a/b/c/d", "linux/amd 64"] {
             assert!(bad.parse::<Platform>().is_err(), "{bad:?}");
         }

@@ -31,11 +31,23 @@ impl Progress {
     }
 
     pub fn with(enabled: bool) -> Progress {
-        Progress { enabled, file: None, files: 0, bytes: 0, started: Instant::now() }
+        Progress {
+            enabled,
+            file: None,
+            files: 0,
+            bytes: 0,
+            started: Instant::now(),
+        }
     }
 
     pub fn start(&mut self, name: &str, total: Option<u64>) {
-        self.file = Some(File { name: name.to_string(), total, done: 0, started: Instant::now(), drawn: None });
+        self.file = Some(File {
+            name: name.to_string(),
+            total,
+            done: 0,
+            started: Instant::now(),
+            drawn: None,
+        });
     }
 
     /// Counts bytes as they arrive; bytes an earlier run left count when resumed.
@@ -93,7 +105,11 @@ impl File {
             line.push_str(&format!(" / {} ({percent:.0}%)", human_size(total)));
             if rate > 0.0 {
                 let left = total.saturating_sub(self.done) as f64 / rate;
-                line.push_str(&format!("  {}/s  {} left", human_size(rate as u64), clock(left)));
+                line.push_str(&format!(
+                    "  {}/s  {} left",
+                    human_size(rate as u64),
+                    clock(left)
+                ));
             }
         } else {
             line.push_str(&format!("  {}/s", human_size(rate as u64)));
@@ -142,11 +158,23 @@ mod tests {
     #[test]
     fn lines_show_bytes_rate_and_time_left() {
         let started = Instant::now();
-        let file = File { name: "trurl".into(), total: Some(4 << 20), done: 1 << 20, started, drawn: None };
+        let file = File {
+            name: "trurl".into(),
+            total: Some(4 << 20),
+            done: 1 << 20,
+            started,
+            drawn: None,
+        };
         let line = file.line(started + Duration::from_secs(1));
         assert_eq!(line, "trurl  1.0 MiB / 4.0 MiB (25%)  1.0 MiB/s  3s left");
-        let unknown = File { total: None, ..file };
-        assert_eq!(unknown.line(started + Duration::from_secs(2)), "trurl  1.0 MiB  512.0 KiB/s");
+        let unknown = File {
+            total: None,
+            ..file
+        };
+        assert_eq!(
+            unknown.line(started + Duration::from_secs(2)),
+            "trurl  1.0 MiB  512.0 KiB/s"
+        );
         assert_eq!(clock(75.0), "1m15s");
         assert_eq!(clock(7300.0), "2h01m");
     }

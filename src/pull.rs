@@ -71,10 +71,15 @@ impl Report {
 
 impl File {
     fn to_json(&self) -> Value {
-        let mut file = json!({ "title": self.title, "size": self.size, "digest": self.digest.to_string() });
+        let mut file =
+            json!({ "title": self.title, "size": self.size, "digest": self.digest.to_string() });
         if let Some(path) = &self.path {
             file["path"] = json!(path.to_string_lossy());
-            file["status"] = json!(if self.up_to_date { "up to date" } else { "written" });
+            file["status"] = json!(if self.up_to_date {
+                "up to date"
+            } else {
+                "written"
+            });
         }
         if let Some(media_type) = &self.media_type {
             file["mediaType"] = json!(media_type);
@@ -83,7 +88,13 @@ impl File {
     }
 }
 
-pub fn run(client: &mut Client, reference: &Reference, args: &Args, progress: &mut Progress, report: &mut Report) -> Result<()> {
+pub fn run(
+    client: &mut Client,
+    reference: &Reference,
+    args: &Args,
+    progress: &mut Progress,
+    report: &mut Report,
+) -> Result<()> {
     let repo = reference.repository();
     match (args.mode, reference.target()) {
         (Mode::Tags, _) => {
@@ -96,29 +107,58 @@ pub fn run(client: &mut Client, reference: &Reference, args: &Args, progress: &m
 }
 
 /// `oras blob fetch`: one blob, to a file named after the repository, or as `-o` says.
-fn fetch_blob(client: &mut Client, repo: &Repository, digest: &Digest, args: &Args, progress: &mut Progress, report: &mut Report) -> Result<()> {
-    let job = Job { repo, digest, size: None, quiet: args.quiet };
+fn fetch_blob(
+    client: &mut Client,
+    repo: &Repository,
+    digest: &Digest,
+    args: &Args,
+    progress: &mut Progress,
+    report: &mut Report,
+) -> Result<()> {
+    let job = Job {
+        repo,
+        digest,
+        size: None,
+        quiet: args.quiet,
+    };
     let target = match &args.output {
         Some(Output::Stdout) => None,
-        Some(Output::Path(path)) if store::names_directory(path) => Some(path.join(repo.last_segment())),
+        Some(Output::Path(path)) if store::names_directory(path) => {
+            Some(path.join(repo.last_segment()))
+        }
         Some(Output::Path(path)) => Some(path.clone()),
         None => Some(PathBuf::from(repo.last_segment())),
     };
-    let outcome = write(client, &job, target.as_deref(), repo.last_segment(), progress)?;
+    let outcome = write(
+        client,
+        &job,
+        target.as_deref(),
+        repo.last_segment(),
+        progress,
+    )?;
     record(args, report, None, target, &job, None, outcome);
     Ok(())
 }
 
 /// `oras pull`: every layer with a title (that `--include`/`--exclude` keep), written under
 /// that title in the output directory; or, with `--list`, only named.
-fn pull_package(client: &mut Client, repo: &Repository, tag: &str, args: &Args, progress: &mut Progress, report: &mut Report) -> Result<()> {
+fn pull_package(
+    client: &mut Client,
+    repo: &Repository,
+    tag: &str,
+    args: &Args,
+    progress: &mut Progress,
+    report: &mut Report,
+) -> Result<()> {
     let (mut manifest, _) = client.manifest(repo, tag)?;
     if let Manifest::Index { manifests } = &manifest {
         let chosen = args.platform.select(manifests)?.digest.to_string();
         manifest = client.manifest(repo, &chosen)?.0;
     }
     let Manifest::Image { layers } = manifest else {
-        return Err(Error::BadManifest("an index whose entry is another index".into()));
+        return Err(Error::BadManifest(
+            "an index whose entry is another index".into(),
+        ));
     };
     let chosen = choose(&layers, args)?;
 
@@ -158,10 +198,26 @@ fn pull_package(client: &mut Client, repo: &Repository, tag: &str, args: &Args, 
         files.push((path, layer, title));
     }
     for (path, layer, title) in files {
-        let job = Job { repo, digest: &layer.digest, size: Some(layer.size), quiet: args.quiet };
-        let outcome = write(client, &job, path.as_deref(), title, progress)
-            .map_err(|e| Error::Layer { title: title.to_string(), source: Box::new(e) })?;
-        record(args, report, Some(title), path, &job, Some(&layer.media_type), outcome);
+        let job = Job {
+            repo,
+            digest: &layer.digest,
+            size: Some(layer.size),
+            quiet: args.quiet,
+        };
+        let outcome =
+            write(client, &job, path.as_deref(), title, progress).map_err(|e| Error::Layer {
+                title: title.to_string(),
+                source: Box::new(e),
+            })?;
+        record(
+            args,
+            report,
+            Some(title),
+            path,
+            &job,
+            Some(&layer.media_type),
+            outcome,
+        );
     }
     Ok(())
 }
@@ -173,7 +229,10 @@ fn choose<'a>(layers: &'a [Descriptor], args: &Args) -> Result<Vec<&'a Descripto
     for layer in layers {
         let Some(title) = &layer.title else {
             if !args.quiet && args.mode == Mode::Pull {
-                eprintln!("skipped layer {} ({} bytes): it has no title", layer.digest, layer.size);
+                eprintln!(
+                    "skipped layer {} ({} bytes): it has no title",
+                    layer.digest, layer.size
+                );
             }
             continue;
         };
@@ -198,7 +257,13 @@ fn choose<'a>(layers: &'a [Descriptor], args: &Args) -> Result<Vec<&'a Descripto
 }
 
 /// Downloads one blob to `target`, or to stdout when there is none, with progress.
-fn write(client: &mut Client, job: &Job, target: Option<&Path>, name: &str, progress: &mut Progress) -> Result<Outcome> {
+fn write(
+    client: &mut Client,
+    job: &Job,
+    target: Option<&Path>,
+    name: &str,
+    progress: &mut Progress,
+) -> Result<Outcome> {
     progress.start(name, job.size);
     let outcome = match target {
         Some(path) => download::to_path(client, job, path, progress),
@@ -213,7 +278,15 @@ fn write(client: &mut Client, job: &Job, target: Option<&Path>, name: &str, prog
 }
 
 /// Prints the status line (on stderr: stdout is for data) and adds the file to the report.
-fn record(args: &Args, report: &mut Report, title: Option<&str>, path: Option<PathBuf>, job: &Job, media_type: Option<&String>, outcome: Outcome) {
+fn record(
+    args: &Args,
+    report: &mut Report,
+    title: Option<&str>,
+    path: Option<PathBuf>,
+    job: &Job,
+    media_type: Option<&String>,
+    outcome: Outcome,
+) {
     let (size, up_to_date) = match outcome {
         Outcome::Written(n) => (n, false),
         Outcome::UpToDate(n) => (n, true),
@@ -224,7 +297,11 @@ fn record(args: &Args, report: &mut Report, title: Option<&str>, path: Option<Pa
             None => "(stdout)".to_string(),
         };
         let note = if up_to_date { "  up to date" } else { "" };
-        eprintln!("{shown}  {}  sha256:{}{note}", human_size(size), job.digest.short());
+        eprintln!(
+            "{shown}  {}  sha256:{}{note}",
+            human_size(size),
+            job.digest.short()
+        );
     }
     report.files.push(File {
         title: title.map(str::to_string),

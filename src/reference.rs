@@ -63,7 +63,11 @@ impl Registry {
 
     /// `https://host` (or `http://` for plain HTTP), with Docker Hub's API host swapped in.
     pub fn base_url(&self) -> String {
-        let host = if self.host == DOCKER_HUB { DOCKER_HUB_API } else { &self.host };
+        let host = if self.host == DOCKER_HUB {
+            DOCKER_HUB_API
+        } else {
+            &self.host
+        };
         let scheme = if self.plain_http { "http" } else { "https" };
         format!("{scheme}://{host}")
     }
@@ -158,7 +162,9 @@ fn parse(input: &str, defaults: Defaults) -> Result<Reference, String> {
     } else if let Some(rest) = input.strip_prefix("http://") {
         (rest, true)
     } else if let Some((scheme, _)) = input.split_once("://") {
-        return Err(format!("unsupported scheme '{scheme}://' (use https:// or http://)"));
+        return Err(format!(
+            "unsupported scheme '{scheme}://' (use https:// or http://)"
+        ));
     } else {
         (input, defaults.plain_http)
     };
@@ -192,7 +198,9 @@ fn parse(input: &str, defaults: Defaults) -> Result<Reference, String> {
         check_path_segment(segment)?;
     }
     if path.len() > MAX_PATH_LEN {
-        return Err(format!("repository path longer than {MAX_PATH_LEN} characters"));
+        return Err(format!(
+            "repository path longer than {MAX_PATH_LEN} characters"
+        ));
     }
 
     let host = match domain {
@@ -212,7 +220,10 @@ fn parse(input: &str, defaults: Defaults) -> Result<Reference, String> {
     };
     Ok(Reference {
         input: input.to_string(),
-        repository: Repository { registry, path: path.to_string() },
+        repository: Repository {
+            registry,
+            path: path.to_string(),
+        },
         target,
     })
 }
@@ -233,7 +244,9 @@ fn check_tag(tag: &str) -> Result<(), String> {
         return Err(format!("tag longer than {MAX_TAG_LEN} characters"));
     }
     if !word(bytes[0]) || !bytes.iter().all(|&b| word(b) || b == b'.' || b == b'-') {
-        return Err(format!("invalid tag '{tag}' (letters, digits, '_', '.', '-'; not first '.' or '-')"));
+        return Err(format!(
+            "invalid tag '{tag}' (letters, digits, '_', '.', '-'; not first '.' or '-')"
+        ));
     }
     Ok(())
 }
@@ -248,7 +261,8 @@ fn check_domain(domain: &str) -> Result<(), String> {
             _ => Some(after.strip_prefix(':').ok_or_else(bad)?),
         };
         // Plain hex groups only: zones and embedded IPv4 are refused, as distribution does.
-        let v6_ok = v6.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') && v6.parse::<Ipv6Addr>().is_ok();
+        let v6_ok = v6.bytes().all(|b| b.is_ascii_hexdigit() || b == b':')
+            && v6.parse::<Ipv6Addr>().is_ok();
         (v6_ok, port)
     } else {
         match domain.split_once(':') {
@@ -327,8 +341,14 @@ mod tests {
     fn defaults_are_applied() {
         let r = ok("ubuntu");
         assert_eq!(r.name(), "docker.io/library/ubuntu:latest");
-        assert_eq!(r.repository().registry().base_url(), "https://registry-1.docker.io");
-        assert_eq!(ok("index.docker.io/debian").name(), "docker.io/library/debian:latest");
+        assert_eq!(
+            r.repository().registry().base_url(),
+            "https://registry-1.docker.io"
+        );
+        assert_eq!(
+            ok("index.docker.io/debian").name(),
+            "docker.io/library/debian:latest"
+        );
         assert_eq!(ok("docker/docker:1").name(), "docker.io/docker/docker:1");
         assert_eq!(ok("localhost/debian").name(), "localhost/debian:latest");
     }
@@ -338,18 +358,28 @@ mod tests {
         let pkg = ok("ghcr.io/pkgforge/bincache/curl/stunnel/trurl:8.11.1-x86_64-linux");
         assert_eq!(pkg.repository().registry().host(), "ghcr.io");
         assert!(pkg.repository().registry().is_ghcr());
-        assert_eq!(pkg.repository().path(), "pkgforge/bincache/curl/stunnel/trurl");
+        assert_eq!(
+            pkg.repository().path(),
+            "pkgforge/bincache/curl/stunnel/trurl"
+        );
         assert_eq!(pkg.target(), &Target::Tag("8.11.1-x86_64-linux".into()));
 
-        let blob = ok(&format!("https://ghcr.io/pkgforge/bincache/curl/stunnel/trurl@sha256:{HEX}"));
+        let blob = ok(&format!(
+            "https://ghcr.io/pkgforge/bincache/curl/stunnel/trurl@sha256:{HEX}"
+        ));
         assert_eq!(blob.repository().last_segment(), "trurl");
-        assert!(matches!(blob.target(), Target::Blob(d) if d.to_string() == format!("sha256:{HEX}")));
+        assert!(
+            matches!(blob.target(), Target::Blob(d) if d.to_string() == format!("sha256:{HEX}"))
+        );
         assert_eq!(blob.repository().registry().base_url(), "https://ghcr.io");
     }
 
     #[test]
     fn ghcr_flag_and_schemes() {
-        let ghcr = Defaults { ghcr: true, plain_http: false };
+        let ghcr = Defaults {
+            ghcr: true,
+            plain_http: false,
+        };
         let r = Reference::parse("pkgforge/bincache/jq:latest", ghcr).unwrap();
         assert_eq!(r.name(), "ghcr.io/pkgforge/bincache/jq:latest");
         // --ghcr on a named registry keeps the registry and the ghcr auth shortcut.
@@ -358,12 +388,27 @@ mod tests {
         assert!(r.repository().registry().is_ghcr());
         assert!(!ok("127.0.0.1:5000/a/b").repository().registry().is_ghcr());
 
-        assert_eq!(ok("http://127.0.0.1:5000/a").repository().registry().base_url(), "http://127.0.0.1:5000");
-        let plain = Defaults { ghcr: false, plain_http: true };
+        assert_eq!(
+            ok("http://127.0.0.1:5000/a")
+                .repository()
+                .registry()
+                .base_url(),
+            "http://127.0.0.1:5000"
+        );
+        let plain = Defaults {
+            ghcr: false,
+            plain_http: true,
+        };
         let r = Reference::parse("https://127.0.0.1:5000/a", plain).unwrap();
-        assert_eq!(r.repository().registry().base_url(), "https://127.0.0.1:5000");
+        assert_eq!(
+            r.repository().registry().base_url(),
+            "https://127.0.0.1:5000"
+        );
         let r = Reference::parse("127.0.0.1:5000/a", plain).unwrap();
-        assert_eq!(r.repository().registry().base_url(), "http://127.0.0.1:5000");
+        assert_eq!(
+            r.repository().registry().base_url(),
+            "http://127.0.0.1:5000"
+        );
         assert_eq!(r.to_string(), "127.0.0.1:5000/a");
     }
 
@@ -403,7 +448,10 @@ mod tests {
     /// distribution/reference's own table, as data in ../shared/conformance.
     #[test]
     fn conformance_vectors() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/conformance/reference-vectors.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/conformance/reference-vectors.json"
+        );
         let text = std::fs::read_to_string(path).expect("shared/conformance beside the checkout");
         let vectors: serde_json::Value = serde_json::from_str(&text).unwrap();
         let vectors = vectors.as_array().unwrap();

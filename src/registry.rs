@@ -108,26 +108,24 @@ impl Client {
     /// The body is checked against `Docker-Content-Digest` when the registry sends one,
     /// and against the digest asked for when there is one.
     pub fn manifest(&mut self, repo: &Repository, reference: &str) -> Result<(Manifest, Digest)> {
-        let url = format!("{}/v2/{}/manifests/{reference}", repo.registry().base_url(), repo.path());
+        let url = format!(
+            "{}/v2/{}/manifests/{reference}",
+            repo.registry().base_url(),
+            repo.path()
+        );
         let response = self.get(repo, &url, &[("Accept", manifest::ACCEPT)])?;
         let separator = if reference.contains(':') { '@' } else { ':' };
-        let mut response =
-            check_status(response, &url, || format!("manifest {}{separator}{reference}", repo.name()))?;
+        let mut response = check_status(response, &url, || {
+            format!("manifest {}{separator}{reference}", repo.name())
+        })?;
         let content_type = header(&response, "content-type");
         let sent_digest = header(&response, "docker-content-digest");
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(manifest::MAX_SIZE)
-            .read_to_vec()
-            .map_err(|e| match e {
-                ureq::Error::BodyExceedsLimit(_) => {
-                    Error::BadManifest(format!("larger than {} bytes", manifest::MAX_SIZE))
-                }
-                e => transport(&url, e),
-            })?;
+        let body = read_json_body(&mut response, &url)?;
         let actual = Digest::of(&body);
-        let expected = reference.parse::<Digest>().ok().or_else(|| sent_digest?.parse().ok());
+        let expected = reference
+            .parse::<Digest>()
+            .ok()
+            .or_else(|| sent_digest?.parse().ok());
         if let Some(expected) = expected {
             if expected != actual {
                 return Err(Error::DigestMismatch { expected, actual });
@@ -138,8 +136,18 @@ impl Client {
 
     /// Starts downloading a blob from byte `from` (0: all of it); the caller streams and
     /// verifies it, and looks at `Blob::start` to see what it got.
-    pub fn blob(&mut self, repo: &Repository, digest: &Digest, from: u64, etag: Option<&str>) -> Result<Blob> {
-        let url = format!("{}/v2/{}/blobs/{digest}", repo.registry().base_url(), repo.path());
+    pub fn blob(
+        &mut self,
+        repo: &Repository,
+        digest: &Digest,
+        from: u64,
+        etag: Option<&str>,
+    ) -> Result<Blob> {
+        let url = format!(
+            "{}/v2/{}/blobs/{digest}",
+            repo.registry().base_url(),
+            repo.path()
+        );
         let range = format!("bytes={from}-");
         let mut headers = Vec::new();
         if from > 0 {
@@ -164,31 +172,42 @@ impl Client {
         let response = check_status(response, &url, || format!("blob {}@{digest}", repo.name()))?;
         let etag = header(&response, "etag");
         let len = response.body().content_length();
-        Ok(Blob { reader: response.into_body().into_reader(), len, start, etag })
+        Ok(Blob {
+            reader: response.into_body().into_reader(),
+            len,
+            start,
+            etag,
+        })
     }
 
     /// Lists a repository's tags, following `Link: <...>; rel="next"` pagination.
     pub fn tags(&mut self, repo: &Repository) -> Result<Vec<String>> {
-        let mut url = format!("{}/v2/{}/tags/list", repo.registry().base_url(), repo.path());
+        let mut url = format!(
+            "{}/v2/{}/tags/list",
+            repo.registry().base_url(),
+            repo.path()
+        );
         let mut tags = Vec::new();
         for _ in 0..MAX_PAGES {
             let response = self.get(repo, &url, &[("Accept", "application/json")])?;
-            let mut response = check_status(response, &url, || format!("repository {}", repo.name()))?;
+            let mut response =
+                check_status(response, &url, || format!("repository {}", repo.name()))?;
             let next = header(&response, "link").and_then(|link| next_link(&link));
-            let body = response
-                .body_mut()
-                .with_config()
-                .limit(manifest::MAX_SIZE)
-                .read_to_vec()
-                .map_err(|e| transport(&url, e))?;
-            let bad = || Error::BadManifest(format!("the tag list from {url} is not {{\"tags\": [...]}}"));
+            let body = read_json_body(&mut response, &url)?;
+            let bad = || {
+                Error::BadManifest(format!(
+                    "the tag list from {url} is not {{\"tags\": [...]}}"
+                ))
+            };
             let json: serde_json::Value = serde_json::from_slice(&body).map_err(|_| bad())?;
             match json.get("tags") {
                 // distribution answers `null` for a repository without tags.
                 None | Some(serde_json::Value::Null) => {}
-                Some(serde_json::Value::Array(page)) => {
-                    tags.extend(page.iter().map(|t| t.as_str().map(str::to_string).ok_or_else(bad)).collect::<Result<Vec<_>>>()?)
-                }
+                Some(serde_json::Value::Array(page)) => tags.extend(
+                    page.iter()
+                        .map(|t| t.as_str().map(str::to_string).ok_or_else(bad))
+                        .collect::<Result<Vec<_>>>()?,
+                ),
                 Some(_) => return Err(bad()),
             }
             match next {
@@ -196,14 +215,24 @@ impl Client {
                 None => return Ok(tags),
             }
         }
-        Err(Error::BadManifest(format!("more than {MAX_PAGES} pages of tags")))
+        Err(Error::BadManifest(format!(
+            "more than {MAX_PAGES} pages of tags"
+        )))
     }
 
     /// GET with authentication: ghcr's anonymous token or a cached one first, then what a
     /// 401 challenge asks for, once. Returns whatever the registry finally answers.
-    fn get(&mut self, repo: &Repository, url: &str, headers: &[(&str, &str)]) -> Result<Response<Body>> {
+    fn get(
+        &mut self,
+        repo: &Repository,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Response<Body>> {
         let registry = repo.registry();
-        let key = (registry.host().to_string(), format!("repository:{}:pull", repo.path()));
+        let key = (
+            registry.host().to_string(),
+            format!("repository:{}:pull", repo.path()),
+        );
         let mut authorization = self.auth.get(&key).cloned();
         if authorization.is_none() && registry.is_ghcr() {
             authorization = Some(GHCR_ANONYMOUS.to_string());
@@ -212,14 +241,21 @@ impl Client {
         loop {
             let response = self.follow(url, headers, authorization.as_deref())?;
             let status = response.status().as_u16();
-            let shortcut_refused = status == 403 && authorization.as_deref() == Some(GHCR_ANONYMOUS);
+            let shortcut_refused =
+                status == 403 && authorization.as_deref() == Some(GHCR_ANONYMOUS);
             if status != 401 && !shortcut_refused {
                 return Ok(response);
             }
             if answered_challenge {
-                return Err(if status == 403 { Error::Denied } else { Error::AuthRequired });
+                return Err(if status == 403 {
+                    Error::Denied
+                } else {
+                    Error::AuthRequired
+                });
             }
-            let challenge = header(&response, "www-authenticate").as_deref().and_then(Challenge::parse);
+            let challenge = header(&response, "www-authenticate")
+                .as_deref()
+                .and_then(Challenge::parse);
             drain(response);
             let next = match challenge {
                 // A refused shortcut may come without a challenge: ask again with nothing.
@@ -229,9 +265,18 @@ impl Client {
                     Some(c) if c.identity_token.is_none() => Some(c.basic()),
                     _ => return Err(Error::AuthRequired),
                 },
-                Some(Challenge::Bearer { realm, service, scope }) => {
+                Some(Challenge::Bearer {
+                    realm,
+                    service,
+                    scope,
+                }) => {
                     let credentials = self.credentials(repo)?;
-                    Some(self.token(&realm, service.as_deref(), scope.as_deref().unwrap_or(&key.1), credentials)?)
+                    Some(self.token(
+                        &realm,
+                        service.as_deref(),
+                        scope.as_deref().unwrap_or(&key.1),
+                        credentials,
+                    )?)
                 }
             };
             if let Some(value) = &next {
@@ -255,8 +300,17 @@ impl Client {
 
     /// Asks a token service for a pull token: anonymously, with Basic credentials, or by
     /// trading an identity token (OAuth2 refresh token, as docker does).
-    fn token(&mut self, realm: &str, service: Option<&str>, scope: &str, credentials: Option<Credentials>) -> Result<String> {
-        let mut response = match credentials.as_ref().and_then(|c| c.identity_token.as_deref()) {
+    fn token(
+        &mut self,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+        credentials: Option<Credentials>,
+    ) -> Result<String> {
+        let mut response = match credentials
+            .as_ref()
+            .and_then(|c| c.identity_token.as_deref())
+        {
             Some(refresh) => self.refresh_token(realm, service, scope, refresh)?,
             None => {
                 let url = auth::token_url(realm, service, scope);
@@ -267,17 +321,33 @@ impl Client {
         match response.status().as_u16() {
             200 => {}
             401 | 403 => return Err(Error::AuthRequired),
-            status => return Err(Error::Status { status: status_text(status), url: realm.to_string() }),
+            status => {
+                return Err(Error::Status {
+                    status: status_text(status),
+                    url: realm.to_string(),
+                })
+            }
         }
-        let body = response.body_mut().with_config().limit(SMALL_BODY).read_to_vec();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(SMALL_BODY)
+            .read_to_vec();
         let token = body.ok().as_deref().and_then(auth::parse_token);
-        let token = token.ok_or_else(|| Error::Network(format!("no token in the answer of {realm}")))?;
+        let token =
+            token.ok_or_else(|| Error::Network(format!("no token in the answer of {realm}")))?;
         Ok(format!("Bearer {token}"))
     }
 
     /// POSTs an OAuth2 `refresh_token` grant to the realm. Not retried: a POST that failed
     /// half-way is not ours to repeat blindly, and the realm answers at once anyway.
-    fn refresh_token(&mut self, realm: &str, service: Option<&str>, scope: &str, refresh: &str) -> Result<Response<Body>> {
+    fn refresh_token(
+        &mut self,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+        refresh: &str,
+    ) -> Result<Response<Body>> {
         let form = auth::refresh_form(service, scope, refresh);
         self.agent(realm, false)
             .post(realm)
@@ -288,7 +358,12 @@ impl Client {
 
     /// Sends a GET and follows redirects, giving `authorization` only to hops on the
     /// original URL's origin (GHSA-g5v4-5x39-vwhx is what happens otherwise).
-    fn follow(&mut self, url: &str, headers: &[(&str, &str)], authorization: Option<&str>) -> Result<Response<Body>> {
+    fn follow(
+        &mut self,
+        url: &str,
+        headers: &[(&str, &str)],
+        authorization: Option<&str>,
+    ) -> Result<Response<Body>> {
         let origin = Origin::of(url)?;
         let mut url = url.to_string();
         for _ in 0..=MAX_REDIRECTS {
@@ -297,29 +372,43 @@ impl Client {
             if !response.status().is_redirection() {
                 return Ok(response);
             }
-            let location = header(&response, "location")
-                .ok_or_else(|| Error::Redirect(format!("{} without a Location from {url}", response.status())))?;
+            let location = header(&response, "location").ok_or_else(|| {
+                Error::Redirect(format!(
+                    "{} without a Location from {url}",
+                    response.status()
+                ))
+            })?;
             drain(response);
             url = resolve(&url, &location)?;
         }
-        Err(Error::Redirect(format!("more than {MAX_REDIRECTS} redirects, last to {url}")))
+        Err(Error::Redirect(format!(
+            "more than {MAX_REDIRECTS} redirects, last to {url}"
+        )))
     }
 
     /// One request, tried again on what is worth trying again: dropped or refused
     /// connections, timeouts, 408, 429 and 5xx, after the server's `Retry-After` or a backoff.
-    fn send(&mut self, url: &str, headers: &[(&str, &str)], authorization: Option<&str>) -> Result<Response<Body>> {
+    fn send(
+        &mut self,
+        url: &str,
+        headers: &[(&str, &str)],
+        authorization: Option<&str>,
+    ) -> Result<Response<Body>> {
         let mut backoff = Backoff::new(self.options.retries);
         loop {
             let result = self.send_once(url, headers, authorization);
             let (why, retry_after) = match &result {
                 Ok(response) if retry::retryable(response.status().as_u16()) => (
                     status_text(response.status().as_u16()),
-                    header(response, "retry-after").and_then(|v| retry::parse_retry_after(&v, SystemTime::now())),
+                    header(response, "retry-after")
+                        .and_then(|v| retry::parse_retry_after(&v, SystemTime::now())),
                 ),
                 Err(e) if e.is_transient() => (e.to_string(), None),
                 _ => return result,
             };
-            let Some(delay) = backoff.next_delay(retry_after) else { return result };
+            let Some(delay) = backoff.next_delay(retry_after) else {
+                return result;
+            };
             if let Ok(response) = result {
                 drain(response);
             }
@@ -334,7 +423,12 @@ impl Client {
     /// With extra certificates, their agent goes first and the bundled roots are the
     /// fallback: ureq's root store replaces rather than extends, and "also trust" is what
     /// users of `--ca-file` expect (a registry on a private CA, a CDN on a public one).
-    fn send_once(&mut self, url: &str, headers: &[(&str, &str)], authorization: Option<&str>) -> Result<Response<Body>> {
+    fn send_once(
+        &mut self,
+        url: &str,
+        headers: &[(&str, &str)],
+        authorization: Option<&str>,
+    ) -> Result<Response<Body>> {
         let call = |agent: &Agent| {
             let mut request = agent.get(url);
             for (name, value) in headers {
@@ -360,7 +454,11 @@ impl Client {
         if !self.env_read {
             self.env_read = true;
             let files = self.options.env_ca_files.clone();
-            let dirs = self.options.env_ca_dirs.iter().filter_map(|d| std::fs::read_dir(d).ok());
+            let dirs = self
+                .options
+                .env_ca_dirs
+                .iter()
+                .filter_map(|d| std::fs::read_dir(d).ok());
             let in_dirs = dirs.flat_map(|entries| entries.flatten().map(|e| e.path()));
             for path in files.into_iter().chain(in_dirs) {
                 for certificate in read_certificates(&path).unwrap_or_default() {
@@ -371,7 +469,8 @@ impl Client {
                     }
                 }
             }
-            self.extra_roots = (!self.extra.is_empty()).then(|| RootCerts::Specific(self.extra.clone().into()));
+            self.extra_roots =
+                (!self.extra.is_empty()).then(|| RootCerts::Specific(self.extra.clone().into()));
         }
         self.extra_roots.clone()
     }
@@ -385,7 +484,10 @@ impl Client {
             false => RootCerts::WebPki,
         };
         let options = &self.options;
-        self.agents.entry(key).or_insert_with(|| agent(roots, proxy, options)).clone()
+        self.agents
+            .entry(key)
+            .or_insert_with(|| agent(roots, proxy, options))
+            .clone()
     }
 }
 
@@ -404,7 +506,12 @@ impl Proxies {
         let var = |name: &str| {
             [name.to_ascii_lowercase(), name.to_string()]
                 .iter()
-                .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()).map(|v| (n.clone(), v)))
+                .find_map(|n| {
+                    std::env::var(n)
+                        .ok()
+                        .filter(|v| !v.is_empty())
+                        .map(|v| (n.clone(), v))
+                })
         };
         let proxy = |found: Option<(String, String)>| -> Result<Option<ureq::Proxy>> {
             match found {
@@ -419,7 +526,12 @@ impl Proxies {
             http: proxy(var("HTTP_PROXY").or_else(|| all.clone()))?,
             https: proxy(var("HTTPS_PROXY").or(all))?,
             no_proxy: var("NO_PROXY")
-                .map(|(_, v)| v.split(',').map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect())
+                .map(|(_, v)| {
+                    v.split(',')
+                        .map(|h| h.trim().to_ascii_lowercase())
+                        .filter(|h| !h.is_empty())
+                        .collect()
+                })
                 .unwrap_or_default(),
         })
     }
@@ -436,7 +548,11 @@ impl Proxies {
                 None if entry.matches(':').count() == 1 => entry.split(':').next().unwrap_or(entry),
                 None => entry,
             };
-            entry == "*" || host == entry || host.strip_suffix(entry).is_some_and(|rest| rest.ends_with('.'))
+            entry == "*"
+                || host == entry
+                || host
+                    .strip_suffix(entry)
+                    .is_some_and(|rest| rest.ends_with('.'))
         });
         if direct {
             return None;
@@ -450,7 +566,10 @@ impl Proxies {
 
 fn agent(roots: RootCerts, proxy: Option<ureq::Proxy>, options: &Options) -> Agent {
     let timeout = options.timeout;
-    let tls = TlsConfig::builder().root_certs(roots).disable_verification(options.insecure).build();
+    let tls = TlsConfig::builder()
+        .root_certs(roots)
+        .disable_verification(options.insecure)
+        .build();
     Agent::config_builder()
         // We read every status ourselves: a 401's challenge, a 404's meaning.
         .http_status_as_error(false)
@@ -479,13 +598,20 @@ fn read_certificates(path: &std::path::Path) -> Result<Vec<ureq::tls::Certificat
         }
     }
     if certificates.is_empty() {
-        return Err(Error::Usage(format!("{}: no PEM certificate in it", path.display())));
+        return Err(Error::Usage(format!(
+            "{}: no PEM certificate in it",
+            path.display()
+        )));
     }
     Ok(certificates)
 }
 
 /// Maps the statuses that have a meaning for the user; lets 2xx through.
-fn check_status(response: Response<Body>, url: &str, what: impl Fn() -> String) -> Result<Response<Body>> {
+fn check_status(
+    response: Response<Body>,
+    url: &str,
+    what: impl Fn() -> String,
+) -> Result<Response<Body>> {
     let status = response.status().as_u16();
     if (200..300).contains(&status) {
         return Ok(response);
@@ -495,13 +621,19 @@ fn check_status(response: Response<Body>, url: &str, what: impl Fn() -> String) 
         404 => Error::NotFound(what()),
         401 => Error::AuthRequired,
         403 => Error::Denied,
-        status => Error::Status { status: status_text(status), url: url.to_string() },
+        status => Error::Status {
+            status: status_text(status),
+            url: url.to_string(),
+        },
     })
 }
 
 /// "503 Service Unavailable": the number for scripts, the words for people.
 fn status_text(status: u16) -> String {
-    let reason = StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
+    let reason = StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
     format!("{status} {reason}").trim_end().to_string()
 }
 
@@ -516,38 +648,94 @@ pub struct ContentRange {
 pub fn parse_content_range(value: &str) -> Option<ContentRange> {
     let (first_last, total) = value.trim().strip_prefix("bytes ")?.split_once('/')?;
     let (first, last) = first_last.split_once('-')?;
-    let number = |s: &str| s.bytes().all(|b| b.is_ascii_digit()).then(|| s.parse::<u64>().ok()).flatten();
+    let number = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+    };
     let range = ContentRange {
         start: number(first)?,
         end: number(last)?,
-        total: if total == "*" { None } else { Some(number(total)?) },
+        total: if total == "*" {
+            None
+        } else {
+            Some(number(total)?)
+        },
     };
     let fits = range.start <= range.end && range.total.is_none_or(|t| range.end < t);
     fits.then_some(range)
 }
 
+/// A manifest or tag list: read whole, up to `manifest::MAX_SIZE`.
+fn read_json_body(response: &mut Response<Body>, url: &str) -> Result<Vec<u8>> {
+    response
+        .body_mut()
+        .with_config()
+        .limit(manifest::MAX_SIZE)
+        .read_to_vec()
+        .map_err(|e| match e {
+            ureq::Error::BodyExceedsLimit(_) => {
+                Error::BadManifest(format!("{url} is larger than {} bytes", manifest::MAX_SIZE))
+            }
+            e => transport(url, e),
+        })
+}
+
 fn header(response: &Response<Body>, name: &str) -> Option<String> {
-    response.headers().get(name)?.to_str().ok().map(str::to_string)
+    response
+        .headers()
+        .get(name)?
+        .to_str()
+        .ok()
+        .map(str::to_string)
 }
 
 /// Reads a small unwanted body to its end, so its connection goes back to the pool.
 fn drain(mut response: Response<Body>) {
-    let _ = response.body_mut().with_config().limit(SMALL_BODY).read_to_vec();
+    let _ = response
+        .body_mut()
+        .with_config()
+        .limit(SMALL_BODY)
+        .read_to_vec();
 }
 
 fn transport(url: &str, e: ureq::Error) -> Error {
-    let host = Uri::try_from(url).ok().and_then(|u| u.authority().map(|a| a.to_string())).unwrap_or_default();
+    let host = Uri::try_from(url)
+        .ok()
+        .and_then(|u| u.authority().map(|a| a.to_string()))
+        .unwrap_or_default();
     match e {
-        ureq::Error::HostNotFound => Error::Connect { host, cause: "host not found".into() },
-        ureq::Error::ConnectionFailed => Error::Connect { host, cause: "connection failed".into() },
-        ureq::Error::Io(io) if is_connect_failure(&io) => Error::Connect { host, cause: io.to_string() },
+        ureq::Error::HostNotFound => Error::Connect {
+            host,
+            cause: "host not found".into(),
+        },
+        ureq::Error::ConnectionFailed => Error::Connect {
+            host,
+            cause: "connection failed".into(),
+        },
+        ureq::Error::Io(io) if is_connect_failure(&io) => Error::Connect {
+            host,
+            cause: io.to_string(),
+        },
         // rustls reports handshake failures (an untrusted certificate, a plain HTTP server
         // on the other end) as invalid data on the socket.
-        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData && url.starts_with("https:") => {
-            Error::Tls { host, cause: io.to_string() }
+        ureq::Error::Io(io)
+            if io.kind() == std::io::ErrorKind::InvalidData && url.starts_with("https:") =>
+        {
+            Error::Tls {
+                host,
+                cause: io.to_string(),
+            }
         }
-        ureq::Error::Rustls(tls) => Error::Tls { host, cause: tls.to_string() },
-        ureq::Error::Tls(tls) => Error::Tls { host, cause: tls.to_string() },
+        ureq::Error::Rustls(tls) => Error::Tls {
+            host,
+            cause: tls.to_string(),
+        },
+        ureq::Error::Tls(tls) => Error::Tls {
+            host,
+            cause: tls.to_string(),
+        },
         ureq::Error::Timeout(t) => Error::Network(format!("{host}: timed out ({t})")),
         e => Error::Network(format!("{host}: {e}")),
     }
@@ -555,7 +743,10 @@ fn transport(url: &str, e: ureq::Error) -> Error {
 
 fn is_connect_failure(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
-    matches!(e.kind(), ConnectionRefused | HostUnreachable | NetworkUnreachable | AddrNotAvailable)
+    matches!(
+        e.kind(),
+        ConnectionRefused | HostUnreachable | NetworkUnreachable | AddrNotAvailable
+    )
 }
 
 /// Scheme, host and port: what must match for a hop to see our credentials.
@@ -610,7 +801,11 @@ fn resolve(base: &str, location: &str) -> Result<String> {
     } else if location.starts_with('/') {
         format!("{scheme}://{authority}{location}")
     } else {
-        let dir = uri.path().rsplit_once('/').map(|(dir, _)| dir).unwrap_or("");
+        let dir = uri
+            .path()
+            .rsplit_once('/')
+            .map(|(dir, _)| dir)
+            .unwrap_or("");
         format!("{scheme}://{authority}{dir}/{location}")
     })
 }
@@ -625,7 +820,10 @@ mod tests {
         assert_eq!(o("https://ghcr.io/v2/x"), o("https://GHCR.io:443/token"));
         assert_ne!(o("https://ghcr.io/v2/x"), o("http://ghcr.io/v2/x"));
         assert_ne!(o("http://127.0.0.1:5000/a"), o("http://127.0.0.1:5001/a"));
-        assert_ne!(o("https://ghcr.io/a"), o("https://pkg-containers.githubusercontent.com/a"));
+        assert_ne!(
+            o("https://ghcr.io/a"),
+            o("https://pkg-containers.githubusercontent.com/a")
+        );
         assert!(Origin::of("ftp://x/y").is_err());
         assert!(Origin::of("/relative").is_err());
     }
@@ -633,9 +831,33 @@ mod tests {
     #[test]
     fn reads_content_ranges() {
         let r = |s: &str| parse_content_range(s);
-        assert_eq!(r("bytes 100-199/200"), Some(ContentRange { start: 100, end: 199, total: Some(200) }));
-        assert_eq!(r("bytes 0-0/*"), Some(ContentRange { start: 0, end: 0, total: None }));
-        for bad in ["", "bytes", "bytes */200", "bytes 5-4/10", "bytes 0-10/10", "items 0-1/2", "bytes +1-2/3", "bytes 1-2/3/4", "bytes 99999999999999999999-1/2"] {
+        assert_eq!(
+            r("bytes 100-199/200"),
+            Some(ContentRange {
+                start: 100,
+                end: 199,
+                total: Some(200)
+            })
+        );
+        assert_eq!(
+            r("bytes 0-0/*"),
+            Some(ContentRange {
+                start: 0,
+                end: 0,
+                total: None
+            })
+        );
+        for bad in [
+            "",
+            "bytes",
+            "bytes */200",
+            "bytes 5-4/10",
+            "bytes 0-10/10",
+            "items 0-1/2",
+            "bytes +1-2/3",
+            "bytes 1-2/3/4",
+            "bytes 99999999999999999999-1/2",
+        ] {
             assert_eq!(r(bad), None, "{bad:?}");
         }
     }
@@ -646,7 +868,12 @@ mod tests {
         let proxies = Proxies {
             http: proxy("http://127.0.0.1:3128"),
             https: proxy("http://127.0.0.1:3129"),
-            no_proxy: vec!["internal".into(), ".corp.example".into(), "10.0.0.1".into(), "[::1]".into()],
+            no_proxy: vec![
+                "internal".into(),
+                ".corp.example".into(),
+                "10.0.0.1".into(),
+                "[::1]".into(),
+            ],
         };
         let port = |url: &str| proxies.for_url(url).map(|p| p.port());
         assert_eq!(port("https://ghcr.io/v2/"), Some(3129));
@@ -657,15 +884,30 @@ mod tests {
         assert_eq!(port("http://10.0.0.1/v2/"), None);
         assert_eq!(port("http://[::1]:5000/v2/"), None);
         assert_eq!(port("https://notinternal/v2/"), Some(3129));
-        let all = Proxies { no_proxy: vec!["*".into()], ..proxies.clone() };
+        let all = Proxies {
+            no_proxy: vec!["*".into()],
+            ..proxies.clone()
+        };
         assert_eq!(all.for_url("https://ghcr.io/").map(|p| p.port()), None);
     }
 
     #[test]
     fn reads_link_headers() {
-        assert_eq!(next_link(r#"</v2/a/tags/list?n=2&last=b>; rel="next""#).as_deref(), Some("/v2/a/tags/list?n=2&last=b"));
-        assert_eq!(next_link(r#"<https://x/p1>; rel="prev", <https://x/p3>; rel=next"#).as_deref(), Some("https://x/p3"));
-        for none in ["", "<x>", "<x>; rel=\"prev\"", "x; rel=\"next\"", "<x; rel=\"next\""] {
+        assert_eq!(
+            next_link(r#"</v2/a/tags/list?n=2&last=b>; rel="next""#).as_deref(),
+            Some("/v2/a/tags/list?n=2&last=b")
+        );
+        assert_eq!(
+            next_link(r#"<https://x/p1>; rel="prev", <https://x/p3>; rel=next"#).as_deref(),
+            Some("https://x/p3")
+        );
+        for none in [
+            "",
+            "<x>",
+            "<x>; rel=\"prev\"",
+            "x; rel=\"next\"",
+            "<x; rel=\"next\"",
+        ] {
             assert_eq!(next_link(none), None, "{none:?}");
         }
     }
@@ -673,9 +915,21 @@ mod tests {
     #[test]
     fn resolves_locations() {
         let base = "http://127.0.0.1:5000/v2/a/blobs/sha256:00?x=1";
-        assert_eq!(resolve(base, "https://cdn.example/b?sig=1").unwrap(), "https://cdn.example/b?sig=1");
-        assert_eq!(resolve(base, "//cdn.example/b").unwrap(), "http://cdn.example/b");
-        assert_eq!(resolve(base, "/other/path").unwrap(), "http://127.0.0.1:5000/other/path");
-        assert_eq!(resolve(base, "sibling").unwrap(), "http://127.0.0.1:5000/v2/a/blobs/sibling");
+        assert_eq!(
+            resolve(base, "https://cdn.example/b?sig=1").unwrap(),
+            "https://cdn.example/b?sig=1"
+        );
+        assert_eq!(
+            resolve(base, "//cdn.example/b").unwrap(),
+            "http://cdn.example/b"
+        );
+        assert_eq!(
+            resolve(base, "/other/path").unwrap(),
+            "http://127.0.0.1:5000/other/path"
+        );
+        assert_eq!(
+            resolve(base, "sibling").unwrap(),
+            "http://127.0.0.1:5000/v2/a/blobs/sibling"
+        );
     }
 }

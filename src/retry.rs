@@ -34,7 +34,11 @@ impl Backoff {
         self.done += 1;
         Some(match retry_after {
             Some(wait) => wait.min(MAX_RETRY_AFTER),
-            None => jitter(FIRST_DELAY.saturating_mul(1 << (self.done - 1).min(16)).min(MAX_DELAY)),
+            None => jitter(
+                FIRST_DELAY
+                    .saturating_mul(1 << (self.done - 1).min(16))
+                    .min(MAX_DELAY),
+            ),
         })
     }
 
@@ -77,9 +81,11 @@ fn parse_http_date(s: &str) -> Option<u64> {
     let _weekday = parts.next()?.strip_suffix(',')?;
     let day: u64 = parts.next()?.parse().ok()?;
     let month = parts.next()?;
-    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        .iter()
-        .position(|m| *m == month)? as u64
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| *m == month)? as u64
         + 1;
     let year: u64 = parts.next()?.parse().ok()?;
     let mut clock = parts.next()?.split(':').map(|n| n.parse::<u64>().ok());
@@ -131,8 +137,14 @@ mod tests {
     #[test]
     fn retry_after_is_honoured_up_to_the_cap() {
         let mut b = Backoff::new(2);
-        assert_eq!(b.next_delay(Some(Duration::from_secs(3))), Some(Duration::from_secs(3)));
-        assert_eq!(b.next_delay(Some(Duration::from_secs(3600))), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            b.next_delay(Some(Duration::from_secs(3))),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            b.next_delay(Some(Duration::from_secs(3600))),
+            Some(MAX_RETRY_AFTER)
+        );
     }
 
     #[test]
@@ -140,11 +152,29 @@ mod tests {
         let now = UNIX_EPOCH + Duration::from_secs(1_445_412_470); // 2015-10-21 07:27:50 GMT
         assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
         assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now), Some(Duration::from_secs(10)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
-        assert_eq!(parse_http_date("Tue, 29 Feb 2028 12:00:00 GMT"), Some(1_835_438_400));
-        for bad in ["", "-1", "soon", "Wed, 21 Oct 2015 07:28:00", "Wed, 21 Foo 2015 07:28:00 GMT", "Wed, 21 Oct 2015 25:28:00 GMT", "Wed, 21 Oct 2015 07:28 GMT", "Wed 21 Oct 2015 07:28:00 GMT x"] {
+        assert_eq!(
+            parse_http_date("Tue, 29 Feb 2028 12:00:00 GMT"),
+            Some(1_835_438_400)
+        );
+        for bad in [
+            "",
+            "-1",
+            "soon",
+            "Wed, 21 Oct 2015 07:28:00",
+            "Wed, 21 Foo 2015 07:28:00 GMT",
+            "Wed, 21 Oct 2015 25:28:00 GMT",
+            "Wed, 21 Oct 2015 07:28 GMT",
+            "Wed 21 Oct 2015 07:28:00 GMT x",
+        ] {
             assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
         }
     }

@@ -24,7 +24,12 @@ pub const BUFFER: usize = 256 << 10;
 /// symlink leading outside `root` (oras's advisory GHSA-wmcq-w8p3-ch5w; soar-dl once
 /// joined titles unchecked).
 pub fn safe_path(root: &Path, title: &str) -> Result<PathBuf> {
-    let refuse = |reason| Err(Error::UnsafeTitle { title: title.to_string(), reason });
+    let refuse = |reason| {
+        Err(Error::UnsafeTitle {
+            title: title.to_string(),
+            reason,
+        })
+    };
     if title.is_empty() {
         return refuse("empty");
     }
@@ -91,7 +96,12 @@ fn feed(file: &mut File, path: &Path, verifier: &mut Verifier) -> Result<()> {
             Ok(0) => return Ok(()),
             Ok(n) => verifier.update(&buffer[..n])?,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::File { path: path.to_path_buf(), cause: e }),
+            Err(e) => {
+                return Err(Error::File {
+                    path: path.to_path_buf(),
+                    cause: e,
+                })
+            }
         }
     }
 }
@@ -118,7 +128,10 @@ impl Partial {
             _ => Path::new("."),
         };
         fs::create_dir_all(dir).map_err(Error::file(dir))?;
-        let name = target.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
         let path = dir.join(format!(".{name}.{}.ocidl-partial", digest.short()));
         loop {
             let file = OpenOptions::new()
@@ -137,8 +150,16 @@ impl Partial {
             // The other ocidl may have renamed or removed the file we waited on: then our
             // handle is no longer the temporary file, and we open it again.
             let ours = file.metadata().map_err(Error::file(&path))?;
-            if fs::metadata(&path).is_ok_and(|now| now.ino() == ours.ino() && now.dev() == ours.dev()) {
-                return Ok(Partial { file, position: 0, flushed: 0, path, target: target.to_path_buf() });
+            if fs::metadata(&path)
+                .is_ok_and(|now| now.ino() == ours.ino() && now.dev() == ours.dev())
+            {
+                return Ok(Partial {
+                    file,
+                    position: 0,
+                    flushed: 0,
+                    path,
+                    target: target.to_path_buf(),
+                });
             }
         }
     }
@@ -155,7 +176,9 @@ impl Partial {
     /// Feeds what an earlier run left into `verifier` and returns its length; writing
     /// continues after it.
     pub fn resume(&mut self, verifier: &mut Verifier) -> Result<u64> {
-        self.file.seek(SeekFrom::Start(0)).map_err(Error::file(&self.path))?;
+        self.file
+            .seek(SeekFrom::Start(0))
+            .map_err(Error::file(&self.path))?;
         feed(&mut self.file, &self.path, verifier)?;
         self.position = verifier.seen();
         self.flushed = self.position;
@@ -165,7 +188,9 @@ impl Partial {
     /// Forgets everything written, for a server that sent the blob from its beginning.
     pub fn restart(&mut self) -> Result<()> {
         self.file.set_len(0).map_err(Error::file(&self.path))?;
-        self.file.seek(SeekFrom::Start(0)).map_err(Error::file(&self.path))?;
+        self.file
+            .seek(SeekFrom::Start(0))
+            .map_err(Error::file(&self.path))?;
         (self.position, self.flushed) = (0, 0);
         Ok(())
     }
@@ -184,14 +209,19 @@ impl Partial {
     /// asking for the umask, which std cannot read.
     fn make_executable_if_program(&self) -> Result<()> {
         let mut head = [0u8; 4];
-        let n = self.file.read_at(&mut head, 0).map_err(Error::file(&self.path))?;
+        let n = self
+            .file
+            .read_at(&mut head, 0)
+            .map_err(Error::file(&self.path))?;
         if !(head[..n].starts_with(b"\x7fELF") || head[..n].starts_with(b"#!")) {
             return Ok(());
         }
         let meta = self.file.metadata().map_err(Error::file(&self.path))?;
         let mode = meta.permissions().mode();
         let executable = mode | (mode & 0o444) >> 2;
-        self.file.set_permissions(fs::Permissions::from_mode(executable)).map_err(Error::file(&self.path))
+        self.file
+            .set_permissions(fs::Permissions::from_mode(executable))
+            .map_err(Error::file(&self.path))
     }
 
     /// Removes the temporary file: its content is wrong, or the target is already right.
@@ -241,7 +271,11 @@ mod tests {
             ("link-in/x", "link-in/x"),
             ("..x", "..x"),
         ] {
-            assert_eq!(safe_path(&root, title).unwrap(), root.join(expected), "{title}");
+            assert_eq!(
+                safe_path(&root, title).unwrap(),
+                root.join(expected),
+                "{title}"
+            );
         }
         fs::remove_dir_all(&root).unwrap();
     }
@@ -249,8 +283,21 @@ mod tests {
     #[test]
     fn traversal_titles() {
         let root = temp_dir("traversal");
-        for title in ["", "/etc/passwd", "..", "../x", "a/../../b", "a/..", ".", "./x", "a\0b"] {
-            assert!(matches!(safe_path(&root, title), Err(Error::UnsafeTitle { .. })), "{title:?}");
+        for title in [
+            "",
+            "/etc/passwd",
+            "..",
+            "../x",
+            "a/../../b",
+            "a/..",
+            ".",
+            "./x",
+            "a\0b",
+        ] {
+            assert!(
+                matches!(safe_path(&root, title), Err(Error::UnsafeTitle { .. })),
+                "{title:?}"
+            );
         }
         fs::remove_dir_all(&root).unwrap();
     }
@@ -263,7 +310,10 @@ mod tests {
         symlink(root.join("missing"), root.join("dangling")).unwrap();
         symlink(outside.join("f"), root.join("file-out")).unwrap();
         for title in ["out/x", "out/deeper/x", "dangling/x", "file-out"] {
-            assert!(matches!(safe_path(&root, title), Err(Error::UnsafeTitle { .. })), "{title:?}");
+            assert!(
+                matches!(safe_path(&root, title), Err(Error::UnsafeTitle { .. })),
+                "{title:?}"
+            );
         }
         assert!(fs::read_dir(&outside).unwrap().next().is_none());
         fs::remove_dir_all(&root).unwrap();
@@ -299,7 +349,10 @@ mod tests {
         p.restart().unwrap();
         assert_eq!(p.resume(&mut Verifier::new(&digest, None)).unwrap(), 0);
         p.discard();
-        let names: Vec<_> = fs::read_dir(dir.join("sub")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.join("sub"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, ["file"]);
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -24,7 +24,8 @@ extern "C" {
 // by an atomic rename after it verified, and the bytes downloaded so far sit in a
 // `.ocidl-partial` file that the next run resumes. So the handler only says so and exits
 // with 128 + the signal number, as a shell would report it.
-const MESSAGE: &[u8] = b"ocidl: stopped by a signal; what was downloaded is kept in .*.ocidl-partial files, \
+const MESSAGE: &[u8] =
+    b"ocidl: stopped by a signal; what was downloaded is kept in .*.ocidl-partial files, \
 and the same command resumes it\n";
 
 extern "C" fn on_signal(signum: c_int) {
@@ -54,6 +55,11 @@ pub fn start_writeback(file: &File, offset: u64, len: u64) {
     // call only reads its integer arguments. Failure (an old kernel, a file system without
     // support) costs nothing but the head start, so its result is ignored.
     unsafe {
-        sync_file_range(file.as_raw_fd(), offset as i64, len as i64, SYNC_FILE_RANGE_WRITE);
+        sync_file_range(
+            file.as_raw_fd(),
+            offset as i64,
+            len as i64,
+            SYNC_FILE_RANGE_WRITE,
+        );
     }
 }
