@@ -106,8 +106,9 @@ pub fn to_stdout(client: &mut Client, job: &Job, progress: &mut Progress) -> Res
 
 /// Where verified bytes go while they stream.
 trait Sink: Write {
-    /// Feeds what is already there (an earlier run's bytes) to the verifier.
-    fn resume(&mut self, _verifier: &mut Verifier) -> Result<u64> {
+    /// Feeds what is already there (an earlier run's bytes) to the verifier; `size` is
+    /// the blob's, when known.
+    fn resume(&mut self, _verifier: &mut Verifier, _size: Option<u64>) -> Result<u64> {
         Ok(0)
     }
     /// Forgets what was written; false when that cannot be done (a pipe, a device).
@@ -119,7 +120,13 @@ trait Sink: Write {
 }
 
 impl Sink for Partial {
-    fn resume(&mut self, verifier: &mut Verifier) -> Result<u64> {
+    fn resume(&mut self, verifier: &mut Verifier, size: Option<u64>) -> Result<u64> {
+        // Complete but not renamed (so not verified), or longer than the blob: whatever it
+        // holds is not worth hashing; start afresh.
+        if size.is_some_and(|size| self.written() >= size) {
+            Partial::restart(self)?;
+            return Ok(0);
+        }
         Partial::resume(self, verifier)
     }
     fn restart(&mut self) -> Result<bool> {
@@ -168,13 +175,8 @@ fn fetch(
     progress: &mut Progress,
 ) -> Result<u64> {
     let mut verifier = Verifier::new(job.digest, job.size);
-    let mut have = sink.resume(&mut verifier)?;
+    let mut have = sink.resume(&mut verifier, job.size)?;
     let resumed = have > 0;
-    if job.size.is_some_and(|size| have >= size) && sink.restart()? {
-        // Complete but wrong (it was not renamed), or longer than the blob: start afresh.
-        verifier = Verifier::new(job.digest, job.size);
-        have = 0;
-    }
     progress.advance(have);
     let mut etag: Option<String> = None;
     let mut backoff = Backoff::new(client.retries());

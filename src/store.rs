@@ -127,7 +127,19 @@ impl Partial {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        fs::create_dir_all(dir).map_err(Error::file(dir))?;
+        fs::create_dir_all(dir).map_err(|e| {
+            match dir.is_file() || dir.ancestors().any(Path::is_file) {
+                // create_dir_all says "File exists" for `-o plain/tool` with `plain` a file.
+                true => Error::File {
+                    path: dir.to_path_buf(),
+                    cause: io::Error::other("a file is in the way of this directory"),
+                },
+                false => Error::File {
+                    path: dir.to_path_buf(),
+                    cause: e,
+                },
+            }
+        })?;
         let name = target
             .file_name()
             .map(|n| n.to_string_lossy())

@@ -10,6 +10,8 @@ mod demo;
 mod faults;
 mod harness;
 mod index;
+mod interrupt;
+mod network;
 mod output;
 mod pull;
 mod redirect;

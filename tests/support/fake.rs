@@ -5,6 +5,9 @@
 //!
 //! Every response carries `Connection: close` and the connection is closed after it: the
 //! simplest correct HTTP/1.1, and one the client must handle anyway.
+//!
+//! A response can also misbehave the way real networks do (see `Delivery`): arrive late,
+//! trickle in (throttled), stall with the socket open, or end with a TCP reset.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -12,7 +15,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -31,6 +34,8 @@ pub struct Request {
     /// In arrival order, names as sent.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// When the request head had been read.
+    pub at: Instant,
 }
 
 impl Request {
@@ -70,6 +75,32 @@ pub struct Response {
     /// Announce this `Content-Length` instead of the body's real length: more than the body
     /// makes a truncated response (the connection closes early).
     pub content_length: Option<u64>,
+    /// Wait this long before sending anything (a server slow to answer).
+    pub delay: Duration,
+    /// How the body goes out.
+    pub delivery: Delivery,
+}
+
+/// How a response's body is sent.
+#[derive(Clone, Debug, Default)]
+pub enum Delivery {
+    /// All at once (the kernel and the client's reads decide the pieces).
+    #[default]
+    AtOnce,
+    /// `chunk` bytes every `every`: a slow link. Once `release` (if any) is set, the rest
+    /// goes at once.
+    Throttled {
+        chunk: usize,
+        every: Duration,
+        release: Option<Arc<AtomicBool>>,
+    },
+    /// The first `after` bytes of the body, then nothing for `stall` with the connection
+    /// open, then the connection is closed.
+    Stall { after: usize, stall: Duration },
+    /// The head and the first `after` bytes of the body, then a TCP reset (RST).
+    ResetAfter { after: usize },
+    /// No answer at all: the connection is reset as soon as the request is read.
+    Reset,
 }
 
 impl Response {
@@ -79,7 +110,14 @@ impl Response {
             headers: Vec::new(),
             body: Vec::new(),
             content_length: None,
+            delay: Duration::ZERO,
+            delivery: Delivery::AtOnce,
         }
+    }
+
+    /// Not an HTTP answer: the server resets the connection after reading the request.
+    pub fn reset() -> Response {
+        Response::new(0).delivery(Delivery::Reset)
     }
 
     /// 200 with `body`.
@@ -133,6 +171,50 @@ impl Response {
     pub fn content_length(mut self, len: u64) -> Response {
         self.content_length = Some(len);
         self
+    }
+
+    /// Answer only after `delay`.
+    pub fn delay(mut self, delay: Duration) -> Response {
+        self.delay = delay;
+        self
+    }
+
+    pub fn delivery(mut self, delivery: Delivery) -> Response {
+        self.delivery = delivery;
+        self
+    }
+
+    /// `chunk` bytes every `every`.
+    pub fn throttle(self, chunk: usize, every: Duration) -> Response {
+        self.delivery(Delivery::Throttled {
+            chunk,
+            every,
+            release: None,
+        })
+    }
+
+    /// `throttle` until `release` is set, then the rest at once.
+    pub fn throttle_until(
+        self,
+        chunk: usize,
+        every: Duration,
+        release: &Arc<AtomicBool>,
+    ) -> Response {
+        self.delivery(Delivery::Throttled {
+            chunk,
+            every,
+            release: Some(Arc::clone(release)),
+        })
+    }
+
+    /// The first `after` body bytes, then silence for `stall` (connection open), then close.
+    pub fn stall_after(self, after: usize, stall: Duration) -> Response {
+        self.delivery(Delivery::Stall { after, stall })
+    }
+
+    /// The head and the first `after` body bytes, then a TCP reset.
+    pub fn reset_after(self, after: usize) -> Response {
+        self.delivery(Delivery::ResetAfter { after })
     }
 }
 
@@ -260,8 +342,88 @@ fn serve_connection(stream: TcpStream, state: &State, handler: &Handler) {
     };
     state.requests.lock().unwrap().push(request.clone());
     let response = handler(&request);
-    let _ = write_response(&stream, &request, &response);
-    let _ = stream.shutdown(std::net::Shutdown::Both);
+    if !pause(response.delay, state) {
+        return;
+    }
+    match write_response(&stream, &request, &response, state) {
+        // Closing both handles with a zero linger time sends RST instead of FIN.
+        Ok(Ending::Reset) => {
+            set_linger_zero(&stream);
+            drop(reader);
+            drop(stream);
+        }
+        _ => {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// Sleeps `duration` in small steps, giving up (false) when the server is being stopped,
+/// so a stalled or throttled response does not keep its thread long after the test.
+fn pause(duration: Duration, state: &State) -> bool {
+    let until = Instant::now() + duration;
+    loop {
+        if state.stop.load(Ordering::SeqCst) {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= until {
+            return true;
+        }
+        thread::sleep((until - now).min(Duration::from_millis(20)));
+    }
+}
+
+/// How a response ended.
+enum Ending {
+    Close,
+    Reset,
+}
+
+/// `SO_LINGER` with a zero timeout: `close` then aborts the connection with a reset. std has
+/// no stable API for it (`set_linger` is unstable), hence the one libc call.
+fn set_linger_zero(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    use std::os::raw::{c_int, c_void};
+
+    #[repr(C)]
+    struct Linger {
+        l_onoff: c_int,
+        l_linger: c_int,
+    }
+    // Linux values on x86_64 and aarch64 (generic socket ABI).
+    const SOL_SOCKET: c_int = 1;
+    const SO_LINGER: c_int = 13;
+    extern "C" {
+        fn setsockopt(
+            fd: c_int,
+            level: c_int,
+            name: c_int,
+            value: *const c_void,
+            len: u32,
+        ) -> c_int;
+    }
+    let linger = Linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket descriptor owned by `stream`, and a pointer to a live `linger`
+    // with its exact size.
+    let rc = unsafe {
+        setsockopt(
+            stream.as_raw_fd(),
+            SOL_SOCKET,
+            SO_LINGER,
+            (&linger as *const Linger).cast(),
+            std::mem::size_of::<Linger>() as u32,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "setsockopt(SO_LINGER): {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 /// Parses one request; `None` for anything that is not HTTP/1.x (or is cut short).
@@ -303,6 +465,7 @@ fn read_request(reader: &mut impl BufRead) -> Option<Request> {
         target,
         headers,
         body: Vec::new(),
+        at: Instant::now(),
     };
     if let Some(len) = request
         .header("content-length")
@@ -317,7 +480,11 @@ fn write_response(
     mut stream: &TcpStream,
     request: &Request,
     response: &Response,
-) -> std::io::Result<()> {
+    state: &State,
+) -> std::io::Result<Ending> {
+    if let Delivery::Reset = response.delivery {
+        return Ok(Ending::Reset);
+    }
     let length = response
         .content_length
         .unwrap_or(response.body.len() as u64);
@@ -333,16 +500,58 @@ fn write_response(
         "Content-Length: {length}\r\nConnection: close\r\n\r\n"
     ));
     stream.write_all(head.as_bytes())?;
-    if request.method != "HEAD" {
-        stream.write_all(&response.body)?;
+    if request.method == "HEAD" {
+        stream.flush()?;
+        return Ok(Ending::Close);
     }
-    stream.flush()
+    let body = &response.body;
+    match &response.delivery {
+        Delivery::AtOnce | Delivery::Reset => stream.write_all(body)?,
+        Delivery::Throttled {
+            chunk,
+            every,
+            release,
+        } => {
+            let released = || release.as_ref().is_some_and(|r| r.load(Ordering::SeqCst));
+            let mut sent = 0;
+            while sent < body.len() {
+                let end = if released() {
+                    body.len()
+                } else {
+                    (sent + chunk).min(body.len())
+                };
+                stream.write_all(&body[sent..end])?;
+                stream.flush()?;
+                sent = end;
+                if sent < body.len() && !released() && !pause(*every, state) {
+                    return Ok(Ending::Close);
+                }
+            }
+        }
+        Delivery::Stall { after, stall } => {
+            stream.write_all(&body[..(*after).min(body.len())])?;
+            stream.flush()?;
+            pause(*stall, state);
+        }
+        Delivery::ResetAfter { after } => {
+            stream.write_all(&body[..(*after).min(body.len())])?;
+            stream.flush()?;
+            // Give the bytes time to reach the client before the reset overtakes them
+            // (an RST discards what the peer has not read yet on some stacks).
+            thread::sleep(Duration::from_millis(50));
+            return Ok(Ending::Reset);
+        }
+    }
+    stream.flush()?;
+    Ok(Ending::Close)
 }
 
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         206 => "Partial Content",
+        408 => "Request Timeout",
+        416 => "Range Not Satisfiable",
         301 => "Moved Permanently",
         302 => "Found",
         303 => "See Other",

@@ -2,7 +2,8 @@
 //!
 //! The servers the tests talk to live in the submodules: `registry` starts the real
 //! distribution registry, `push` publishes content to it, `fake` is a scripted HTTP server,
-//! and `run` runs the `ocidl` binary.
+//! `script` is a fake registry with one blob scripted attempt by attempt, and `run` runs the
+//! `ocidl` binary (to completion, or in the background for signals).
 
 // Each test module uses a different slice of the harness.
 #![allow(dead_code)]
@@ -11,12 +12,14 @@ pub mod fake;
 pub mod push;
 pub mod registry;
 pub mod run;
+pub mod script;
 
 use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest as _, Sha256};
 
@@ -165,6 +168,39 @@ pub fn assert_no_temp_files(root: &Path) {
         "temp files left in {}: {leftovers:?}",
         root.display()
     );
+}
+
+/// ocidl's kept downloads (`.NAME.<12 hex>.ocidl-partial`) under `root`, as `list_tree` paths.
+pub fn partial_files(root: &Path) -> Vec<String> {
+    list_tree(root)
+        .into_iter()
+        .filter(|rel| rel.ends_with(".ocidl-partial"))
+        .collect()
+}
+
+/// The name ocidl gives the temporary file of `file` (a name, not a path) with `digest`.
+pub fn partial_name(file: &str, digest: &str) -> String {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    format!(".{file}.{}.ocidl-partial", &hex[..12])
+}
+
+/// Polls `condition` every 10 ms until it holds (true) or `timeout` passes (false).
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The size of `path`, 0 when it does not exist.
+pub fn file_len(path: &Path) -> u64 {
+    fs::metadata(path).map_or(0, |m| m.len())
 }
 
 /// The files of pkgforge's `trurl` package as the tests publish it: the binary (200 KiB of

@@ -1,9 +1,12 @@
-//! Runs the `ocidl` binary built by cargo in a test's directory and captures what it did.
+//! Runs the `ocidl` binary built by cargo in a test's directory and captures what it did:
+//! to completion (`run`), or in the background (`spawn`) for signals and concurrent runs.
 
 use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -82,8 +85,8 @@ impl Ocidl {
         self
     }
 
-    /// Runs to completion, panicking if it outlives the timeout or panics itself.
-    pub fn run(self) -> Output {
+    /// The command, its printable form, and the stdin bytes to feed it.
+    fn command(&self) -> (Command, String) {
         let shown_args: Vec<String> = self
             .args
             .iter()
@@ -111,10 +114,28 @@ impl Ocidl {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        (command, command_line)
+    }
+
+    /// Runs to completion, panicking if it outlives the timeout or panics itself.
+    pub fn run(self) -> Output {
+        let timeout = self.timeout;
+        let mut running = self.spawn();
+        if running.wait_timeout(timeout).is_none() {
+            let (command_line, stderr) = (running.command_line.clone(), running.stderr_so_far());
+            drop(running);
+            panic!("{command_line} still running after {timeout:?}; stderr:\n{stderr}");
+        }
+        running.output()
+    }
+
+    /// Starts ocidl in the background: for signals, and for two runs at once. The process
+    /// is killed when the `Running` is dropped, so a failing test leaves none behind.
+    pub fn spawn(self) -> Running {
+        let (mut command, command_line) = self.command();
         let mut child = command
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {command_line}: {e}"));
-
         if let Some(bytes) = self.stdin {
             let mut pipe = child.stdin.take().unwrap();
             // Ignore errors: ocidl may exit without reading stdin (usage errors).
@@ -123,35 +144,157 @@ impl Ocidl {
             });
         }
         let stdout = read_in_background(child.stdout.take().unwrap());
-        let stderr = read_in_background(child.stderr.take().unwrap());
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let stderr_reader = {
+            let stderr = Arc::clone(&stderr);
+            let mut pipe = child.stderr.take().unwrap();
+            thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                loop {
+                    match pipe.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => stderr.lock().unwrap().extend_from_slice(&buf[..n]),
+                    }
+                }
+            })
+        };
+        Running {
+            child,
+            command_line,
+            status: None,
+            stdout: Some(stdout),
+            stderr,
+            stderr_reader: Some(stderr_reader),
+        }
+    }
+}
 
-        let deadline = Instant::now() + self.timeout;
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                let stderr = String::from_utf8_lossy(&stderr.join().unwrap()).into_owned();
+/// An ocidl process running in the background.
+pub struct Running {
+    child: Child,
+    command_line: String,
+    /// Set once the process has been reaped; its pid may then belong to another process,
+    /// so no signal is sent after that.
+    status: Option<ExitStatus>,
+    stdout: Option<thread::JoinHandle<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    stderr_reader: Option<thread::JoinHandle<()>>,
+}
+
+impl Running {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn command_line(&self) -> &str {
+        &self.command_line
+    }
+
+    /// What it has written to stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+    }
+
+    /// Waits until stderr contains `text`; panics after `timeout`.
+    pub fn wait_for_stderr(&mut self, text: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.stderr_so_far().contains(text) {
+            let exited = self.status.is_some() || self.child.try_wait().unwrap().is_some();
+            if exited || Instant::now() > deadline {
+                // Let the reader thread catch up before judging.
+                thread::sleep(Duration::from_millis(50));
+                if self.stderr_so_far().contains(text) {
+                    return;
+                }
                 panic!(
-                    "{command_line} still running after {:?}; stderr:\n{stderr}",
-                    self.timeout
+                    "{}: stderr lacks {text:?} ({}); stderr:\n{}",
+                    self.command_line,
+                    if exited { "it exited" } else { "timed out" },
+                    self.stderr_so_far()
                 );
             }
             thread::sleep(Duration::from_millis(10));
-        };
+        }
+    }
+
+    /// Whether it has exited (and reaps it if so).
+    pub fn exited(&mut self) -> bool {
+        self.try_status().is_some()
+    }
+
+    fn try_status(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().unwrap();
+        }
+        self.status
+    }
+
+    /// Sends a signal with kill(1): `name` is `INT`, `TERM`, `KILL`...
+    pub fn signal(&mut self, name: &str) {
+        assert!(
+            self.try_status().is_none(),
+            "{}: already exited, cannot send SIG{name}; stderr:\n{}",
+            self.command_line,
+            self.stderr_so_far()
+        );
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} {} failed", self.pid());
+    }
+
+    /// Waits up to `timeout` for it to exit.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_status() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits up to `timeout` for it to exit and returns what it did; panics if it is still
+    /// running then (it is killed on drop).
+    pub fn finish(mut self, timeout: Duration) -> Output {
+        if self.wait_timeout(timeout).is_none() {
+            panic!(
+                "{} still running {timeout:?} later; stderr:\n{}",
+                self.command_line,
+                self.stderr_so_far()
+            );
+        }
+        self.output()
+    }
+
+    /// The output of an exited process, checked for panics.
+    fn output(mut self) -> Output {
+        let status = self.status.expect("output() before exit");
+        let stdout = self.stdout.take().unwrap().join().unwrap();
+        self.stderr_reader.take().unwrap().join().unwrap();
         let output = Output {
-            command_line,
+            command_line: self.command_line.clone(),
             // A signal death has no code; -1 never matches an expected status.
             code: status.code().unwrap_or(-1),
-            stdout: stdout.join().unwrap(),
-            stderr: String::from_utf8_lossy(&stderr.join().unwrap()).into_owned(),
+            signal: status.signal(),
+            stdout,
+            stderr: self.stderr_so_far(),
         };
         // Shown by the test harness when the test fails.
         eprintln!(
-            "$ {}\n[exit {}]\n{}",
-            output.command_line, output.code, output.stderr
+            "$ {}\n[exit {}{}]\n{}",
+            output.command_line,
+            output.code,
+            output
+                .signal
+                .map(|s| format!(", signal {s}"))
+                .unwrap_or_default(),
+            output.stderr
         );
         assert!(
             !output.stderr.contains("panicked") && !output.stderr.contains("RUST_BACKTRACE"),
@@ -160,6 +303,15 @@ impl Ocidl {
             output.stderr
         );
         output
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -175,6 +327,8 @@ fn read_in_background(mut pipe: impl Read + Send + 'static) -> thread::JoinHandl
 pub struct Output {
     pub command_line: String,
     pub code: i32,
+    /// The signal that ended it, if one did.
+    pub signal: Option<i32>,
     pub stdout: Vec<u8>,
     pub stderr: String,
 }
