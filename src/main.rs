@@ -24,16 +24,21 @@ use ocidl::sys;
 const EXIT_FAILURE: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 
+const VERSION: &str = concat!("ocidl ", env!("CARGO_PKG_VERSION"));
+
 fn main() -> ExitCode {
+    if cli::lone_version(std::env::args_os()) {
+        print(VERSION);
+        return ExitCode::SUCCESS;
+    }
     let args = match cli::parse_args(lexopt::Parser::from_env()) {
         Ok(Command::Run(args)) => args,
         Ok(Command::Help) => {
             print(cli::HELP.trim_end());
             return ExitCode::SUCCESS;
         }
-        // No formatting machinery on this path: start-up cost is measured on it.
         Ok(Command::Version) => {
-            print(concat!("ocidl ", env!("CARGO_PKG_VERSION")));
+            print(VERSION);
             return ExitCode::SUCCESS;
         }
         Err(e) => return ExitCode::from(report(None, &e)),
