@@ -52,9 +52,10 @@ impl Sources {
             std::env::var("OCIDL_PASSWORD"),
         ) {
             (Some(c), _, _) => Some(c),
-            (None, Ok(username), Ok(password)) if !username.is_empty() => {
-                Some(Credentials::basic_pair(username, password))
+            (None, Ok(username), Ok(_)) if username.is_empty() => {
+                return Err(Error::Usage("OCIDL_USERNAME is empty".into()))
             }
+            (None, Ok(username), Ok(password)) => Some(Credentials::basic_pair(username, password)),
             (None, Ok(_), Err(_)) | (None, Err(_), Ok(_)) => {
                 return Err(Error::Usage(
                     "OCIDL_USERNAME and OCIDL_PASSWORD go together".into(),
@@ -95,7 +96,7 @@ impl Sources {
         }
         if let Some(path) = &self.auth_json {
             let config = read_json(path)?;
-            if let Some(entry) = best_entry(&config, host, repository) {
+            if let Some(entry) = best_entry(&config, host, Some(repository)) {
                 return from_entry(entry, path).map(Some);
             }
         }
@@ -125,28 +126,39 @@ fn from_docker_config(config: &Value, host: &str, path: &Path) -> Result<Option<
     if let Some(helper) = helper_for_host.or(store) {
         return run_helper(helper, host, path);
     }
-    match best_entry(config, host, "") {
+    match best_entry(config, host, None) {
         Some(entry) => from_entry(entry, path).map(Some),
         None => Ok(None),
     }
 }
 
-/// The `auths` entry for `host`, or for the longest `host/namespace` prefix of `repository`.
-fn best_entry<'a>(config: &'a Value, host: &str, repository: &str) -> Option<&'a Value> {
+/// The `auths` entry for `host`. With `repository` (podman's auth.json), a key may also
+/// name a namespace or the repository itself, and the longest match wins; docker's
+/// config.json keys are compared by host alone.
+fn best_entry<'a>(config: &'a Value, host: &str, repository: Option<&str>) -> Option<&'a Value> {
     let auths = config.get("auths")?.as_object()?;
-    let full = format!("{host}/{repository}");
+    let full = repository.map(|r| format!("{host}/{r}"));
     auths
         .iter()
+        // Docker Desktop leaves `{}` entries behind for hosts whose secret is in its store;
+        // they must not hide an entry that has one.
+        .filter(|(_, entry)| entry.as_object().is_some_and(|o| !o.is_empty()))
         .filter_map(|(key, entry)| {
-            let key = normalize_with_path(key);
-            let matches =
-                key == host || (full.starts_with(&key) && full[key.len()..].starts_with('/'));
+            let key = match full {
+                Some(_) => normalize_with_path(key),
+                None => normalize(key),
+            };
+            let within = |full: &String| {
+                full == &key
+                    || full
+                        .strip_prefix(&key)
+                        .is_some_and(|rest| rest.starts_with('/'))
+            };
+            let matches = key == host || full.as_ref().is_some_and(within);
             matches.then_some((key.len(), entry))
         })
         .max_by_key(|(len, _)| *len)
         .map(|(_, entry)| entry)
-        // Docker Desktop leaves `{}` entries behind for hosts whose secret is in its store.
-        .filter(|entry| entry.as_object().is_some_and(|o| !o.is_empty()))
 }
 
 fn from_entry(entry: &Value, path: &Path) -> Result<Credentials> {
@@ -307,7 +319,7 @@ mod tests {
         }});
         let path = Path::new("config.json");
         let get = |host: &str, repo: &str| {
-            best_entry(&config, host, repo).map(|e| from_entry(e, path).unwrap())
+            best_entry(&config, host, Some(repo)).map(|e| from_entry(e, path).unwrap())
         };
         assert_eq!(
             creds(get("docker.io", "library/debian")),
@@ -331,9 +343,28 @@ mod tests {
             .is_some());
         assert!(get("empty.io", "x").is_none());
         assert!(get("127.0.0.1:5000", "x").is_none());
+        // A key may name the repository itself; an empty entry hides nothing.
+        let podman = json!({"auths": {
+            "h.io": {"auth": "aDpob3N0"},
+            "h.io/team/app": {"auth": "YXBwOmFwcA=="},
+            "h.io/team": {},
+        }});
+        let get = |repo: &str| {
+            best_entry(&podman, "h.io", Some(repo)).map(|e| from_entry(e, path).unwrap())
+        };
+        assert_eq!(creds(get("team/app")), Some(("app".into(), "app".into())));
+        assert_eq!(creds(get("team/other")), Some(("h".into(), "host".into())));
+        // Docker compares by host alone, whatever path a key carries.
+        let docker =
+            json!({"auths": {"https://h.io/some/path": {"auth": "aDpob3N0"}, "https://h.io": {}}});
+        assert_eq!(
+            creds(best_entry(&docker, "h.io", None).map(|e| from_entry(e, path).unwrap())),
+            Some(("h".into(), "host".into()))
+        );
+
         let broken = json!({"auths": {"x.io": {"auth": "not base64!"}}});
         assert!(matches!(
-            from_entry(best_entry(&broken, "x.io", "").unwrap(), path),
+            from_entry(best_entry(&broken, "x.io", None).unwrap(), path),
             Err(Error::Config { .. })
         ));
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::digest::{Digest, Verifier};
 use crate::error::{Error, Result};
-use crate::progress::Progress;
+use crate::progress::{self, Progress};
 use crate::reference::Repository;
 use crate::registry::Client;
 use crate::retry::Backoff;
@@ -185,6 +185,7 @@ fn fetch(
         let mut blob = client.blob(job.repo, job.digest, have, etag.as_deref())?;
         if blob.start == 0 {
             verifier.expect_size(blob.len);
+            progress.expect(blob.len);
         }
         etag = blob.etag.take().or(etag);
         let mut skip = 0;
@@ -220,10 +221,10 @@ fn fetch(
                 };
                 if !job.quiet {
                     let (n, of) = backoff.used();
-                    eprintln!(
+                    progress::note(format_args!(
                         "retry {n} of {of} in {:.1} s: {e} after {have} bytes; resuming",
                         delay.as_secs_f64()
-                    );
+                    ));
                 }
                 std::thread::sleep(delay);
             }
@@ -234,10 +235,10 @@ fn fetch(
         // What an earlier run left may have been wrong: one more try from zero.
         Err(Error::DigestMismatch { .. }) if resumed && sink.restart()? => {
             if !job.quiet {
-                eprintln!(
+                progress::note(format_args!(
                     "the resumed download of {} did not verify; downloading it again",
                     job.digest
-                );
+                ));
             }
             std::thread::sleep(Duration::from_millis(100));
             progress.rewind();

@@ -3,10 +3,29 @@
 //! When stderr is not a terminal (CI logs, pipes) none of this is drawn: only the plain
 //! status lines. ocidl uses no colours, so `NO_COLOR` has nothing to turn off.
 
+use std::fmt;
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 const REDRAW: Duration = Duration::from_millis(100);
+
+/// Whether a progress line is on the screen now. There is one stderr per process, so one
+/// flag: notes printed from anywhere (a retry deep in the registry client) can take the
+/// line off first instead of being glued onto it.
+static LINE_SHOWN: AtomicBool = AtomicBool::new(false);
+
+/// Prints a note (a retry, a skipped layer) on stderr, on a line of its own.
+pub fn note(message: fmt::Arguments) {
+    clear_line();
+    eprintln!("{message}");
+}
+
+fn clear_line() {
+    if LINE_SHOWN.swap(false, Ordering::Relaxed) {
+        eprint!("\r\x1b[K");
+    }
+}
 
 pub struct Progress {
     enabled: bool,
@@ -59,17 +78,23 @@ impl Progress {
             file.drawn = Some(now);
             eprint!("\r\x1b[K{}", file.line(now));
             let _ = std::io::stderr().flush();
+            LINE_SHOWN.store(true, Ordering::Relaxed);
         }
     }
 
     /// Takes a file's line off the screen, before its status line is printed.
     pub fn end(&mut self, bytes: u64) {
-        if let Some(file) = self.file.take() {
-            if self.enabled && file.drawn.is_some() {
-                eprint!("\r\x1b[K");
-            }
+        if self.file.take().is_some() {
+            clear_line();
             self.files += 1;
             self.bytes += bytes;
+        }
+    }
+
+    /// Learns the size once the server says it (a blob fetched by digest alone).
+    pub fn expect(&mut self, total: Option<u64>) {
+        if let Some(file) = &mut self.file {
+            file.total = file.total.or(total);
         }
     }
 

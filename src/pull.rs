@@ -13,7 +13,7 @@ use crate::digest::Digest;
 use crate::download::{self, Job, Outcome};
 use crate::error::{Error, Result};
 use crate::manifest::{Descriptor, Manifest};
-use crate::progress::{human_size, Progress};
+use crate::progress::{self, human_size, Progress};
 use crate::reference::{Reference, Repository, Target};
 use crate::registry::Client;
 use crate::store;
@@ -229,10 +229,10 @@ fn choose<'a>(layers: &'a [Descriptor], args: &Args) -> Result<Vec<&'a Descripto
     for layer in layers {
         let Some(title) = &layer.title else {
             if !args.quiet && args.mode == Mode::Pull {
-                eprintln!(
+                progress::note(format_args!(
                     "skipped layer {} ({} bytes): it has no title",
                     layer.digest, layer.size
-                );
+                ));
             }
             continue;
         };
@@ -297,11 +297,11 @@ fn record(
             None => "(stdout)".to_string(),
         };
         let note = if up_to_date { "  up to date" } else { "" };
-        eprintln!(
+        progress::note(format_args!(
             "{shown}  {}  sha256:{}{note}",
             human_size(size),
             job.digest.short()
-        );
+        ));
     }
     report.files.push(File {
         title: title.map(str::to_string),

@@ -19,6 +19,7 @@ use crate::credentials::Sources;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::manifest::{self, Manifest};
+use crate::progress;
 use crate::reference::Repository;
 use crate::retry::{self, Backoff};
 
@@ -67,8 +68,9 @@ pub struct Client {
     options: Options,
     /// `Authorization` values that worked, by registry host and scope: one token per run.
     auth: HashMap<(String, String), String>,
-    /// Credentials found for each registry host, looked up when a registry first asks.
-    credentials: HashMap<String, Option<Credentials>>,
+    /// Credentials found for each registry host and repository (auth.json may hold one
+    /// per namespace), looked up when a registry first asks.
+    credentials: HashMap<(String, String), Option<Credentials>>,
 }
 
 /// A blob's body, ready to stream.
@@ -287,14 +289,14 @@ impl Client {
         }
     }
 
-    /// The registry's credentials, from the first source that has some; looked up once.
+    /// The repository's credentials, from the first source that has some; looked up once.
     fn credentials(&mut self, repo: &Repository) -> Result<Option<Credentials>> {
-        let host = repo.registry().host();
-        if let Some(found) = self.credentials.get(host) {
+        let key = (repo.registry().host().to_string(), repo.path());
+        if let Some(found) = self.credentials.get(&key) {
             return Ok(found.clone());
         }
-        let found = self.options.credentials.lookup(host, &repo.path())?;
-        self.credentials.insert(host.to_string(), found.clone());
+        let found = self.options.credentials.lookup(&key.0, &key.1)?;
+        self.credentials.insert(key, found.clone());
         Ok(found)
     }
 
@@ -414,7 +416,10 @@ impl Client {
             }
             if !self.options.quiet {
                 let (n, of) = backoff.used();
-                eprintln!("retry {n} of {of} in {:.1} s: {why}", delay.as_secs_f64());
+                progress::note(format_args!(
+                    "retry {n} of {of} in {:.1} s: {why}",
+                    delay.as_secs_f64()
+                ));
             }
             std::thread::sleep(delay);
         }
@@ -548,11 +553,14 @@ impl Proxies {
                 None if entry.matches(':').count() == 1 => entry.split(':').next().unwrap_or(entry),
                 None => entry,
             };
+            // Addresses match whole; names also match as a domain suffix.
+            let is_address = host.parse::<std::net::IpAddr>().is_ok();
             entry == "*"
                 || host == entry
-                || host
-                    .strip_suffix(entry)
-                    .is_some_and(|rest| rest.ends_with('.'))
+                || (!is_address
+                    && host
+                        .strip_suffix(entry)
+                        .is_some_and(|rest| rest.ends_with('.')))
         });
         if direct {
             return None;
@@ -884,6 +892,14 @@ mod tests {
         assert_eq!(port("http://10.0.0.1/v2/"), None);
         assert_eq!(port("http://[::1]:5000/v2/"), None);
         assert_eq!(port("https://notinternal/v2/"), Some(3129));
+        let partial = Proxies {
+            no_proxy: vec!["0.0.1".into()],
+            ..proxies.clone()
+        };
+        assert_eq!(
+            partial.for_url("http://127.0.0.1/").map(|p| p.port()),
+            Some(3128)
+        );
         let all = Proxies {
             no_proxy: vec!["*".into()],
             ..proxies.clone()

@@ -13,6 +13,7 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::digest::{Digest, Verifier};
 use crate::error::{Error, Result};
+use crate::progress;
 use crate::sys;
 
 /// The copy buffer: large enough that read and write calls cost little next to hashing,
@@ -155,7 +156,10 @@ impl Partial {
                 .map_err(Error::file(&path))?;
             if let Err(fs::TryLockError::WouldBlock) = file.try_lock() {
                 if !quiet {
-                    eprintln!("waiting for another ocidl writing {}", target.display());
+                    progress::note(format_args!(
+                        "waiting for another ocidl writing {}",
+                        target.display()
+                    ));
                 }
                 file.lock().map_err(Error::file(&path))?;
             }

@@ -6,15 +6,19 @@
 mod support;
 
 mod auth;
+mod credentials;
 mod demo;
+mod display;
 mod faults;
 mod harness;
 mod index;
 mod interrupt;
 mod network;
 mod output;
+mod proxies;
 mod pull;
 mod redirect;
 mod reference;
+mod select;
 mod tls;
 mod token;

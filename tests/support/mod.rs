@@ -2,13 +2,16 @@
 //!
 //! The servers the tests talk to live in the submodules: `registry` starts the real
 //! distribution registry, `push` publishes content to it, `fake` is a scripted HTTP server,
-//! `script` is a fake registry with one blob scripted attempt by attempt, and `run` runs the
-//! `ocidl` binary (to completion, or in the background for signals).
+//! `script` is a fake registry with one blob scripted attempt by attempt, `proxy` is a
+//! recording forward proxy, `run` runs the `ocidl` binary (to completion, or in the
+//! background for signals), and `pty` runs it in a real pseudo-terminal.
 
 // Each test module uses a different slice of the harness.
 #![allow(dead_code)]
 
 pub mod fake;
+pub mod proxy;
+pub mod pty;
 pub mod push;
 pub mod registry;
 pub mod run;

@@ -15,7 +15,10 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Variables that would change how ocidl connects or authenticates, removed so a developer's
 /// environment cannot make a test pass or fail.
-const SCRUBBED_ENV: &[&str] = &[
+/// Variables that would let the developer's own setup leak into a test.
+pub const SCRUBBED_ENV: &[&str] = &[
+    "OCIDL_USERNAME",
+    "OCIDL_PASSWORD",
     "ALL_PROXY",
     "all_proxy",
     "HTTPS_PROXY",
