@@ -5,7 +5,7 @@
 //! this loop handles what happens after the first byte: resets, stalls, short bodies, and
 //! servers that ignore `Range`. The digest is always checked over the whole content.
 
-use std::fs::OpenOptions;
+use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::time::Duration;
@@ -63,11 +63,19 @@ pub fn to_path(
         )
         .map(Outcome::Written);
     }
-    let mut partial = Partial::open(target, job.digest, job.quiet)?;
-    // Checked under the lock: another ocidl may just have written the same file.
+    // Checked before anything is created (a read-only directory with the right file in
+    // it is fine), and again under the lock if another ocidl changed the file meanwhile.
+    let stamp = || fs::metadata(target).ok().map(|m| (m.len(), m.modified().ok()));
+    let before = stamp();
     if let Some(size) = store::holds(target, job.digest, job.size)? {
-        partial.discard();
         return Ok(Outcome::UpToDate(size));
+    }
+    let mut partial = Partial::open(target, job.digest, job.quiet)?;
+    if stamp() != before {
+        if let Some(size) = store::holds(target, job.digest, job.size)? {
+            partial.discard();
+            return Ok(Outcome::UpToDate(size));
+        }
     }
     match fetch(client, job, &mut partial, progress) {
         Ok(n) => {
