@@ -65,7 +65,11 @@ pub fn to_path(
     }
     // Checked before anything is created (a read-only directory with the right file in
     // it is fine), and again under the lock if another ocidl changed the file meanwhile.
-    let stamp = || fs::metadata(target).ok().map(|m| (m.len(), m.modified().ok()));
+    let stamp = || {
+        fs::metadata(target)
+            .ok()
+            .map(|m| (m.len(), m.modified().ok()))
+    };
     let before = stamp();
     if let Some(size) = store::holds(target, job.digest, job.size)? {
         return Ok(Outcome::UpToDate(size));

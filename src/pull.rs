@@ -150,10 +150,10 @@ fn pull_package(
     progress: &mut Progress,
     report: &mut Report,
 ) -> Result<()> {
-    let (mut manifest, _) = client.manifest(repo, tag)?;
+    let mut manifest = client.manifest(repo, tag)?;
     if let Manifest::Index { manifests } = &manifest {
         let chosen = args.platform.select(manifests)?.digest.to_string();
-        manifest = client.manifest(repo, &chosen)?.0;
+        manifest = client.manifest(repo, &chosen)?;
     }
     let Manifest::Image { layers } = manifest else {
         return Err(Error::BadManifest(

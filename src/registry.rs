@@ -106,10 +106,10 @@ impl Client {
         self.options.retries
     }
 
-    /// Fetches and parses a manifest by tag or digest, and returns it with its digest.
+    /// Fetches and parses a manifest by tag or digest.
     /// The body is checked against `Docker-Content-Digest` when the registry sends one,
     /// and against the digest asked for when there is one.
-    pub fn manifest(&mut self, repo: &Repository, reference: &str) -> Result<(Manifest, Digest)> {
+    pub fn manifest(&mut self, repo: &Repository, reference: &str) -> Result<Manifest> {
         let url = format!(
             "{}/v2/{}/manifests/{reference}",
             repo.registry().base_url(),
@@ -133,7 +133,7 @@ impl Client {
                 return Err(Error::DigestMismatch { expected, actual });
             }
         }
-        Ok((Manifest::parse(content_type.as_deref(), &body)?, actual))
+        Manifest::parse(content_type.as_deref(), &body)
     }
 
     /// Starts downloading a blob from byte `from` (0: all of it); the caller streams and
