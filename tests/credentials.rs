@@ -53,6 +53,12 @@ fn auth(user: &str, pass: &str) -> Value {
     json!({ "auth": b64(user, pass) })
 }
 
+/// A file (docker's config.json or podman's auth.json) whose one `auths` entry, under `key`,
+/// is `USER` with `pass`.
+fn auths(key: &str, pass: &str) -> Value {
+    json!({ "auths": { key: auth(USER, pass) } })
+}
+
 fn write_json(path: &Path, value: &Value) {
     write_file(
         path,
@@ -66,21 +72,40 @@ fn docker_config(dir: PathBuf, config: Value) -> String {
     dir.to_string_lossy().into_owned()
 }
 
-/// A pull of `REPO:v1` into `tmp/out`, over plain HTTP.
-fn pull(tmp: &TempDir, reg: &Registry) -> Ocidl {
-    ocidl(tmp.path()).args([
-        "--plain-http",
-        "-o",
-        "out",
-        &reg.reference(&format!("{REPO}:v1")),
-    ])
+/// `tmp/auth.json` holding `auths`; returns its path, the value for `REGISTRY_AUTH_FILE`.
+fn auth_file(tmp: &TempDir, auths: Value) -> String {
+    let path = tmp.join("auth.json");
+    write_json(&path, &auths);
+    path.to_string_lossy().into_owned()
 }
 
-/// The pull worked and wrote every file.
-fn assert_pulled(tmp: &TempDir, out: &Output) {
-    out.assert_success().assert_stdout_empty();
-    assert_files(&tmp.join("out"), &files());
+/// A pull of `reference` into `tmp/out`, over plain HTTP.
+fn pull_from(tmp: &TempDir, reference: &str) -> Ocidl {
+    ocidl(tmp.path()).args(["--plain-http", "-o", "out", reference])
+}
+
+/// A pull of `REPO:v1` from the real registry.
+fn pull(tmp: &TempDir, reg: &Registry) -> Ocidl {
+    pull_from(tmp, &reg.reference(&format!("{REPO}:v1")))
+}
+
+/// `pull`, with `config` as docker's config.json (in `tmp/docker`).
+fn pull_with_config(tmp: &TempDir, reg: &Registry, config: Value) -> Ocidl {
+    let dir = docker_config(tmp.join("docker"), config);
+    pull(tmp, reg).env("DOCKER_CONFIG", &dir)
+}
+
+/// The pull worked, wrote every one of `files` and printed no secret.
+fn assert_wrote(tmp: &TempDir, out: &Output, files: &[(&str, Vec<u8>)]) {
+    out.assert_success();
+    assert_files(&tmp.join("out"), files);
     assert_no_secret(out);
+}
+
+/// The pull of `REPO:v1` worked, wrote every file and printed nothing on stdout.
+fn assert_pulled(tmp: &TempDir, out: &Output) {
+    assert_wrote(tmp, out, &files());
+    out.assert_stdout_empty();
 }
 
 /// The pull was refused for want of (right) credentials, and wrote nothing.
@@ -88,6 +113,16 @@ fn assert_refused(tmp: &TempDir, out: &Output) {
     out.assert_error(1, "authentication required");
     assert!(!tmp.join("out/tool").exists(), "a file was written");
     assert_no_secret(out);
+}
+
+/// `assert_pulled` when the credentials that win are the right ones (`pulls`), else
+/// `assert_refused`: for tables of which source wins.
+fn assert_outcome(tmp: &TempDir, out: &Output, pulls: bool) {
+    if pulls {
+        assert_pulled(tmp, out);
+    } else {
+        assert_refused(tmp, out);
+    }
 }
 
 /// None of the test's secrets, plain or base64, in stdout or stderr.
@@ -162,11 +197,12 @@ fn docker_config_auths_entries_log_in() {
         (host.clone(), json!({ "username": USER, "password": PASS })),
     ] {
         let tmp = TempDir::new();
-        let config = docker_config(
-            tmp.join("docker"),
+        let out = pull_with_config(
+            &tmp,
+            &reg,
             json!({ "auths": { "other.example": auth("x", "y"), key.clone(): entry } }),
-        );
-        let out = pull(&tmp, &reg).env("DOCKER_CONFIG", &config).run();
+        )
+        .run();
         assert_pulled(&tmp, &out);
     }
 }
@@ -175,11 +211,7 @@ fn docker_config_auths_entries_log_in() {
 fn docker_config_wrong_password_is_refused_and_not_printed() {
     let reg = auth_registry();
     let tmp = TempDir::new();
-    let config = docker_config(
-        tmp.join("docker"),
-        json!({ "auths": { reg.host(): auth(USER, WRONG) } }),
-    );
-    let out = pull(&tmp, &reg).env("DOCKER_CONFIG", &config).run();
+    let out = pull_with_config(&tmp, &reg, auths(&reg.host(), WRONG)).run();
     assert_refused(&tmp, &out);
 }
 
@@ -189,11 +221,7 @@ fn docker_config_entry_for_another_host_is_not_used() {
     let tmp = TempDir::new();
     // Same address, another port: another registry.
     let other = format!("127.0.0.1:{}", reg.port() + 1);
-    let config = docker_config(
-        tmp.join("docker"),
-        json!({ "auths": { other: auth(USER, PASS) } }),
-    );
-    let out = pull(&tmp, &reg).env("DOCKER_CONFIG", &config).run();
+    let out = pull_with_config(&tmp, &reg, auths(&other, PASS)).run();
     assert_refused(&tmp, &out);
 }
 
@@ -202,11 +230,8 @@ fn docker_config_key_with_a_path_matches_by_host() {
     // Docker compares keys by host: `https://host/some/path` is `host`.
     let reg = auth_registry();
     let tmp = TempDir::new();
-    let config = docker_config(
-        tmp.join("docker"),
-        json!({ "auths": { format!("https://{}/some/path", reg.host()): auth(USER, PASS) } }),
-    );
-    let out = pull(&tmp, &reg).env("DOCKER_CONFIG", &config).run();
+    let key = format!("https://{}/some/path", reg.host());
+    let out = pull_with_config(&tmp, &reg, auths(&key, PASS)).run();
     assert_pulled(&tmp, &out);
 }
 
@@ -220,11 +245,12 @@ fn malformed_auth_entry_is_an_error_that_does_not_quote_it() {
         json!({ "auth": "!!refresh-not-base64!!" }),
         json!({ "auth": not_a_pair }),
     ] {
-        let config = docker_config(
-            tmp.join("docker"),
+        let out = pull_with_config(
+            &tmp,
+            &reg,
             json!({ "auths": { reg.host(): entry.clone() } }),
-        );
-        let out = pull(&tmp, &reg).env("DOCKER_CONFIG", &config).run();
+        )
+        .run();
         let line = out.assert_error(1, "config.json");
         assert!(!line.contains(entry["auth"].as_str().unwrap()), "{line}");
         assert_no_secret(&out);
@@ -237,10 +263,7 @@ fn home_docker_config_is_read_when_docker_config_is_unset() {
     let reg = auth_registry();
     let tmp = TempDir::new();
     let home = tmp.join("home");
-    docker_config(
-        home.join(".docker"),
-        json!({ "auths": { reg.host(): auth(USER, PASS) } }),
-    );
+    docker_config(home.join(".docker"), auths(&reg.host(), PASS));
     // An empty DOCKER_CONFIG counts as unset, as for docker.
     let out = pull(&tmp, &reg)
         .env("HOME", &home.to_string_lossy())
@@ -252,35 +275,16 @@ fn home_docker_config_is_read_when_docker_config_is_unset() {
 #[test]
 fn docker_config_variable_wins_over_home() {
     let reg = auth_registry();
-    let home = |tmp: &TempDir, user_pass: Value| {
-        let home = tmp.join("home");
-        docker_config(
-            home.join(".docker"),
-            json!({ "auths": { reg.host(): user_pass } }),
-        );
-        home.to_string_lossy().into_owned()
-    };
-    let tmp = TempDir::new();
-    let config = docker_config(
-        tmp.join("docker"),
-        json!({ "auths": { reg.host(): auth(USER, PASS) } }),
-    );
-    let out = pull(&tmp, &reg)
-        .env("HOME", &home(&tmp, auth(USER, WRONG)))
-        .env("DOCKER_CONFIG", &config)
-        .run();
-    assert_pulled(&tmp, &out);
-
-    let tmp = TempDir::new();
-    let config = docker_config(
-        tmp.join("docker"),
-        json!({ "auths": { reg.host(): auth(USER, WRONG) } }),
-    );
-    let out = pull(&tmp, &reg)
-        .env("HOME", &home(&tmp, auth(USER, PASS)))
-        .env("DOCKER_CONFIG", &config)
-        .run();
-    assert_refused(&tmp, &out);
+    // The password in $DOCKER_CONFIG's file, the one in ~/.docker's, whether the pull gets in.
+    for (variable, home, pulls) in [(PASS, WRONG, true), (WRONG, PASS, false)] {
+        let tmp = TempDir::new();
+        let home_dir = tmp.join("home");
+        docker_config(home_dir.join(".docker"), auths(&reg.host(), home));
+        let out = pull_with_config(&tmp, &reg, auths(&reg.host(), variable))
+            .env("HOME", &home_dir.to_string_lossy())
+            .run();
+        assert_outcome(&tmp, &out, pulls);
+    }
 }
 
 #[test]
@@ -289,15 +293,9 @@ fn empty_auths_entry_is_skipped() {
     // credentials there, so the next source (auth.json) answers.
     let reg = auth_registry();
     let tmp = TempDir::new();
-    let config = docker_config(tmp.join("docker"), json!({ "auths": { reg.host(): {} } }));
-    let auth_file = tmp.join("auth.json");
-    write_json(
-        &auth_file,
-        &json!({ "auths": { reg.host(): auth(USER, PASS) } }),
-    );
-    let out = pull(&tmp, &reg)
-        .env("DOCKER_CONFIG", &config)
-        .env("REGISTRY_AUTH_FILE", &auth_file.to_string_lossy())
+    let file = auth_file(&tmp, auths(&reg.host(), PASS));
+    let out = pull_with_config(&tmp, &reg, json!({ "auths": { reg.host(): {} } }))
+        .env("REGISTRY_AUTH_FILE", &file)
         .run();
     assert_pulled(&tmp, &out);
 }
@@ -310,16 +308,12 @@ fn cred_helpers_entry_runs_that_helper_first() {
     let tmp = TempDir::new();
     let right = helper(tmp.path(), "ocidl-test", &answers(USER, PASS));
     let store = helper(tmp.path(), "ocidl-store", &answers(USER, WRONG));
-    let config = docker_config(
-        tmp.join("docker"),
-        json!({
-            "credHelpers": { "other.example": "ocidl-store", format!("https://{}", reg.host()): "ocidl-test" },
-            "credsStore": "ocidl-store",
-            "auths": { reg.host(): auth(USER, WRONG) },
-        }),
-    );
-    let out = pull(&tmp, &reg)
-        .env("DOCKER_CONFIG", &config)
+    let config = json!({
+        "credHelpers": { "other.example": "ocidl-store", format!("https://{}", reg.host()): "ocidl-test" },
+        "credsStore": "ocidl-store",
+        "auths": { reg.host(): auth(USER, WRONG) },
+    });
+    let out = pull_with_config(&tmp, &reg, config)
         .env("PATH", &path_with_helpers(tmp.path()))
         .run();
     assert_pulled(&tmp, &out);
@@ -333,19 +327,18 @@ fn creds_store_answers_for_hosts_without_a_helper() {
     let reg = auth_registry();
     let tmp = TempDir::new();
     let store = helper(tmp.path(), "ocidl-store", &answers(USER, PASS));
-    let config = docker_config(
-        tmp.join("docker"),
+    let out = pull_with_config(
+        &tmp,
+        &reg,
         json!({
             "credHelpers": { "other.example": "ocidl-missing-helper" },
             "credsStore": "ocidl-store",
             // The store wins over the file's own entry, as in docker.
             "auths": { reg.host(): auth(USER, WRONG) },
         }),
-    );
-    let out = pull(&tmp, &reg)
-        .env("DOCKER_CONFIG", &config)
-        .env("PATH", &path_with_helpers(tmp.path()))
-        .run();
+    )
+    .env("PATH", &path_with_helpers(tmp.path()))
+    .run();
     assert_pulled(&tmp, &out);
     assert_eq!(helper_calls(&store), [format!("get|{}", reg.host())]);
 }
@@ -358,8 +351,7 @@ fn missing_helper_is_an_error_that_names_it() {
         json!({ "credHelpers": { reg.host(): "ocidl-no-such-helper" } }),
     ] {
         let tmp = TempDir::new();
-        let dir = docker_config(tmp.join("docker"), config);
-        let out = pull(&tmp, &reg).env("DOCKER_CONFIG", &dir).run();
+        let out = pull_with_config(&tmp, &reg, config).run();
         out.assert_error(1, "docker-credential-ocidl-no-such-helper");
         assert_tree(tmp.path(), &["docker", "docker/config.json"]);
     }
@@ -368,16 +360,17 @@ fn missing_helper_is_an_error_that_names_it() {
 #[test]
 fn helper_without_credentials_for_the_host_gives_none() {
     let reg = auth_registry();
-    let not_found = "echo 'credentials not found in native keychain'; exit 1";
+    // A pull with a credential store that knows nothing.
+    let pull_with_empty_store = |tmp: &TempDir| {
+        let not_found = "echo 'credentials not found in native keychain'; exit 1";
+        helper(tmp.path(), "ocidl-empty", not_found);
+        pull_with_config(tmp, &reg, json!({ "credsStore": "ocidl-empty" }))
+            .env("PATH", &path_with_helpers(tmp.path()))
+    };
 
     // Nothing else to offer: the registry's refusal is the error, not the helper.
     let tmp = TempDir::new();
-    helper(tmp.path(), "ocidl-empty", not_found);
-    let config = docker_config(tmp.join("docker"), json!({ "credsStore": "ocidl-empty" }));
-    let out = pull(&tmp, &reg)
-        .env("DOCKER_CONFIG", &config)
-        .env("PATH", &path_with_helpers(tmp.path()))
-        .run();
+    let out = pull_with_empty_store(&tmp).run();
     assert_refused(&tmp, &out);
     assert!(
         out.error_line("docker-credential").is_none(),
@@ -387,17 +380,9 @@ fn helper_without_credentials_for_the_host_gives_none() {
 
     // The next source answers.
     let tmp = TempDir::new();
-    helper(tmp.path(), "ocidl-empty", not_found);
-    let config = docker_config(tmp.join("docker"), json!({ "credsStore": "ocidl-empty" }));
-    let auth_file = tmp.join("auth.json");
-    write_json(
-        &auth_file,
-        &json!({ "auths": { reg.host(): auth(USER, PASS) } }),
-    );
-    let out = pull(&tmp, &reg)
-        .env("DOCKER_CONFIG", &config)
-        .env("PATH", &path_with_helpers(tmp.path()))
-        .env("REGISTRY_AUTH_FILE", &auth_file.to_string_lossy())
+    let file = auth_file(&tmp, auths(&reg.host(), PASS));
+    let out = pull_with_empty_store(&tmp)
+        .env("REGISTRY_AUTH_FILE", &file)
         .run();
     assert_pulled(&tmp, &out);
 }
@@ -411,9 +396,7 @@ fn failing_helper_is_an_error_that_does_not_repeat_its_output() {
         "ocidl-broken",
         &format!("echo 'half an answer {PASS}'; echo 'stderr {PASS}' >&2; exit 3"),
     );
-    let config = docker_config(tmp.join("docker"), json!({ "credsStore": "ocidl-broken" }));
-    let out = pull(&tmp, &reg)
-        .env("DOCKER_CONFIG", &config)
+    let out = pull_with_config(&tmp, &reg, json!({ "credsStore": "ocidl-broken" }))
         .env("PATH", &path_with_helpers(tmp.path()))
         .run();
     out.assert_error(1, "docker-credential-ocidl-broken");
@@ -433,9 +416,7 @@ fn credentials_are_looked_up_only_when_the_registry_asks() {
         json!({ "credsStore": "ocidl-spy" }),
         json!({ "auths": { reg.host(): { "auth": "!!not base64!!" } } }),
     ] {
-        let dir = docker_config(tmp.join("docker"), config);
-        let out = pull(&tmp, &reg)
-            .env("DOCKER_CONFIG", &dir)
+        let out = pull_with_config(&tmp, &reg, config)
             .env("PATH", &path_with_helpers(tmp.path()))
             .run();
         out.assert_success();
@@ -450,57 +431,63 @@ fn credentials_are_looked_up_only_when_the_registry_asks() {
 #[test]
 fn auth_json_is_found_where_podman_keeps_it() {
     let reg = auth_registry();
-    let right = json!({ "auths": { reg.host(): auth(USER, PASS) } });
-    let wrong = json!({ "auths": { reg.host(): auth(USER, WRONG) } });
-
-    // $REGISTRY_AUTH_FILE, over $XDG_RUNTIME_DIR's.
-    let tmp = TempDir::new();
-    write_json(&tmp.join("my-auth.json"), &right);
-    write_json(&tmp.join("run/containers/auth.json"), &wrong);
-    let out = pull(&tmp, &reg)
-        .env(
-            "REGISTRY_AUTH_FILE",
-            &tmp.join("my-auth.json").to_string_lossy(),
-        )
-        .env("XDG_RUNTIME_DIR", &tmp.join("run").to_string_lossy())
-        .run();
-    assert_pulled(&tmp, &out);
-
-    // $XDG_RUNTIME_DIR/containers/auth.json, over ~/.config's.
-    let tmp = TempDir::new();
-    write_json(&tmp.join("run/containers/auth.json"), &right);
-    write_json(&tmp.join("home/.config/containers/auth.json"), &wrong);
-    let out = pull(&tmp, &reg)
-        .env("XDG_RUNTIME_DIR", &tmp.join("run").to_string_lossy())
-        .env("HOME", &tmp.join("home").to_string_lossy())
-        .run();
-    assert_pulled(&tmp, &out);
-
-    // ~/.config/containers/auth.json.
-    let tmp = TempDir::new();
-    write_json(&tmp.join("home/.config/containers/auth.json"), &right);
-    let out = pull(&tmp, &reg)
-        .env("HOME", &tmp.join("home").to_string_lossy())
-        .env("DOCKER_CONFIG", "")
-        .run();
-    assert_pulled(&tmp, &out);
-
-    // And the XDG one really is read: wrong there means refused.
-    let tmp = TempDir::new();
-    write_json(&tmp.join("run/containers/auth.json"), &wrong);
-    write_json(&tmp.join("home/.config/containers/auth.json"), &right);
-    let out = pull(&tmp, &reg)
-        .env("XDG_RUNTIME_DIR", &tmp.join("run").to_string_lossy())
-        .env("HOME", &tmp.join("home").to_string_lossy())
-        .run();
-    assert_refused(&tmp, &out);
+    let right = auths(&reg.host(), PASS);
+    let wrong = auths(&reg.host(), WRONG);
+    let xdg = "run/containers/auth.json";
+    let home = "home/.config/containers/auth.json";
+    // The files written (paths under the test's directory), the variables set (to paths
+    // under it; an empty value stays empty: DOCKER_CONFIG="" counts as unset), and whether
+    // the pull gets in.
+    for (files, vars, pulls) in [
+        // $REGISTRY_AUTH_FILE, over $XDG_RUNTIME_DIR's.
+        (
+            vec![("my-auth.json", &right), (xdg, &wrong)],
+            vec![
+                ("REGISTRY_AUTH_FILE", "my-auth.json"),
+                ("XDG_RUNTIME_DIR", "run"),
+            ],
+            true,
+        ),
+        // $XDG_RUNTIME_DIR/containers/auth.json, over ~/.config's.
+        (
+            vec![(xdg, &right), (home, &wrong)],
+            vec![("XDG_RUNTIME_DIR", "run"), ("HOME", "home")],
+            true,
+        ),
+        // ~/.config/containers/auth.json.
+        (
+            vec![(home, &right)],
+            vec![("HOME", "home"), ("DOCKER_CONFIG", "")],
+            true,
+        ),
+        // And the XDG one really is read: wrong there means refused.
+        (
+            vec![(xdg, &wrong), (home, &right)],
+            vec![("XDG_RUNTIME_DIR", "run"), ("HOME", "home")],
+            false,
+        ),
+    ] {
+        let tmp = TempDir::new();
+        for (path, contents) in files {
+            write_json(&tmp.join(path), contents);
+        }
+        let mut cmd = pull(&tmp, &reg);
+        for (name, path) in vars {
+            let value = match path {
+                "" => String::new(),
+                path => tmp.join(path).to_string_lossy().into_owned(),
+            };
+            cmd = cmd.env(name, &value);
+        }
+        assert_outcome(&tmp, &cmd.run(), pulls);
+    }
 }
 
 #[test]
 fn auth_json_longest_namespace_prefix_wins() {
     let reg = auth_registry();
     let host = reg.host();
-    for (auths, pulls) in [
+    for (entries, pulls) in [
         // The namespace entry beats the host entry.
         (
             json!({ host.clone(): auth(USER, WRONG), format!("{host}/private"): auth(USER, PASS) }),
@@ -523,16 +510,9 @@ fn auth_json_longest_namespace_prefix_wins() {
         ),
     ] {
         let tmp = TempDir::new();
-        let file = tmp.join("auth.json");
-        write_json(&file, &json!({ "auths": auths }));
-        let out = pull(&tmp, &reg)
-            .env("REGISTRY_AUTH_FILE", &file.to_string_lossy())
-            .run();
-        if pulls {
-            assert_pulled(&tmp, &out);
-        } else {
-            assert_refused(&tmp, &out);
-        }
+        let file = auth_file(&tmp, json!({ "auths": entries }));
+        let out = pull(&tmp, &reg).env("REGISTRY_AUTH_FILE", &file).run();
+        assert_outcome(&tmp, &out, pulls);
     }
 }
 
@@ -543,17 +523,14 @@ fn auth_json_key_naming_the_repository_itself_matches() {
     let reg = auth_registry();
     let host = reg.host();
     let tmp = TempDir::new();
-    let file = tmp.join("auth.json");
-    write_json(
-        &file,
-        &json!({ "auths": {
+    let file = auth_file(
+        &tmp,
+        json!({ "auths": {
             format!("{host}/private"): auth(USER, WRONG),
             format!("{host}/{REPO}"): auth(USER, PASS),
         } }),
     );
-    let out = pull(&tmp, &reg)
-        .env("REGISTRY_AUTH_FILE", &file.to_string_lossy())
-        .run();
+    let out = pull(&tmp, &reg).env("REGISTRY_AUTH_FILE", &file).run();
     assert_pulled(&tmp, &out);
 }
 
@@ -567,10 +544,9 @@ fn auth_json_namespaces_apply_per_repository_within_one_run() {
     pusher.push_package("other/app", "v1", &[("app", b"other app")]);
     let host = reg.host();
     let tmp = TempDir::new();
-    let file = tmp.join("auth.json");
-    write_json(
-        &file,
-        &json!({ "auths": {
+    let file = auth_file(
+        &tmp,
+        json!({ "auths": {
             format!("{host}/team"): auth(USER, PASS),
             format!("{host}/other"): auth(USER, WRONG),
         } }),
@@ -580,7 +556,7 @@ fn auth_json_namespaces_apply_per_repository_within_one_run() {
             .arg("--plain-http")
             .args(order.map(|ns| reg.reference(&format!("{ns}/app:v1"))))
             .args(["-o", "out"])
-            .env("REGISTRY_AUTH_FILE", &file.to_string_lossy())
+            .env("REGISTRY_AUTH_FILE", &file)
             .run();
         out.assert_code(1);
         assert!(
@@ -607,23 +583,21 @@ fn empty_entry_gives_way_to_another_matching_entry() {
 
     // auth.json: an empty namespace entry, and the host's.
     let tmp = TempDir::new();
-    let file = tmp.join("auth.json");
-    write_json(
-        &file,
-        &json!({ "auths": { host.clone(): auth(USER, PASS), format!("{host}/private"): {} } }),
+    let file = auth_file(
+        &tmp,
+        json!({ "auths": { host.clone(): auth(USER, PASS), format!("{host}/private"): {} } }),
     );
-    let out = pull(&tmp, &reg)
-        .env("REGISTRY_AUTH_FILE", &file.to_string_lossy())
-        .run();
+    let out = pull(&tmp, &reg).env("REGISTRY_AUTH_FILE", &file).run();
     assert_pulled(&tmp, &out);
 
     // config.json: two spellings of the host, one of them empty (as Docker Desktop leaves).
     let tmp = TempDir::new();
-    let config = docker_config(
-        tmp.join("docker"),
+    let out = pull_with_config(
+        &tmp,
+        &reg,
         json!({ "auths": { host.clone(): auth(USER, PASS), format!("https://{host}"): {} } }),
-    );
-    let out = pull(&tmp, &reg).env("DOCKER_CONFIG", &config).run();
+    )
+    .run();
     assert_pulled(&tmp, &out);
 }
 
@@ -632,58 +606,40 @@ fn empty_entry_gives_way_to_another_matching_entry() {
 #[test]
 fn username_flag_wins_over_the_environment() {
     let reg = auth_registry();
-    let tmp = TempDir::new();
-    let out = pull(&tmp, &reg)
-        .args(["-u", USER, "--password-stdin"])
-        .stdin(format!("{PASS}\n").as_bytes())
-        .env("OCIDL_USERNAME", USER)
-        .env("OCIDL_PASSWORD", WRONG)
-        .run();
-    assert_pulled(&tmp, &out);
-
-    let tmp = TempDir::new();
-    let out = pull(&tmp, &reg)
-        .args(["-u", USER, "--password-stdin"])
-        .stdin(format!("{WRONG}\n").as_bytes())
-        .env("OCIDL_USERNAME", USER)
-        .env("OCIDL_PASSWORD", PASS)
-        .run();
-    assert_refused(&tmp, &out);
+    // The password on stdin, the one in the environment, whether the pull gets in.
+    for (stdin, environment, pulls) in [(PASS, WRONG, true), (WRONG, PASS, false)] {
+        let tmp = TempDir::new();
+        let out = pull(&tmp, &reg)
+            .args(["-u", USER, "--password-stdin"])
+            .stdin(format!("{stdin}\n").as_bytes())
+            .env("OCIDL_USERNAME", USER)
+            .env("OCIDL_PASSWORD", environment)
+            .run();
+        assert_outcome(&tmp, &out, pulls);
+    }
 }
 
 #[test]
 fn environment_credentials_log_in_and_win_over_docker_config() {
     let reg = auth_registry();
-    let tmp = TempDir::new();
-    let out = pull(&tmp, &reg)
-        .env("OCIDL_USERNAME", USER)
-        .env("OCIDL_PASSWORD", PASS)
-        .run();
-    assert_pulled(&tmp, &out);
-
-    let tmp = TempDir::new();
-    let config = docker_config(
-        tmp.join("docker"),
-        json!({ "auths": { reg.host(): auth(USER, WRONG) } }),
-    );
-    let out = pull(&tmp, &reg)
-        .env("DOCKER_CONFIG", &config)
-        .env("OCIDL_USERNAME", USER)
-        .env("OCIDL_PASSWORD", PASS)
-        .run();
-    assert_pulled(&tmp, &out);
-
-    let tmp = TempDir::new();
-    let config = docker_config(
-        tmp.join("docker"),
-        json!({ "auths": { reg.host(): auth(USER, PASS) } }),
-    );
-    let out = pull(&tmp, &reg)
-        .env("DOCKER_CONFIG", &config)
-        .env("OCIDL_USERNAME", USER)
-        .env("OCIDL_PASSWORD", WRONG)
-        .run();
-    assert_refused(&tmp, &out);
+    // The password in the environment, the one in config.json (if any), whether the pull
+    // gets in.
+    for (environment, config, pulls) in [
+        (PASS, None, true),
+        (PASS, Some(WRONG), true),
+        (WRONG, Some(PASS), false),
+    ] {
+        let tmp = TempDir::new();
+        let cmd = match config {
+            Some(pass) => pull_with_config(&tmp, &reg, auths(&reg.host(), pass)),
+            None => pull(&tmp, &reg),
+        };
+        let out = cmd
+            .env("OCIDL_USERNAME", USER)
+            .env("OCIDL_PASSWORD", environment)
+            .run();
+        assert_outcome(&tmp, &out, pulls);
+    }
 }
 
 #[test]
@@ -691,24 +647,11 @@ fn docker_config_wins_over_auth_json() {
     let reg = auth_registry();
     for (docker, podman, pulls) in [(PASS, WRONG, true), (WRONG, PASS, false)] {
         let tmp = TempDir::new();
-        let config = docker_config(
-            tmp.join("docker"),
-            json!({ "auths": { reg.host(): auth(USER, docker) } }),
-        );
-        let file = tmp.join("auth.json");
-        write_json(
-            &file,
-            &json!({ "auths": { reg.host(): auth(USER, podman) } }),
-        );
-        let out = pull(&tmp, &reg)
-            .env("DOCKER_CONFIG", &config)
-            .env("REGISTRY_AUTH_FILE", &file.to_string_lossy())
+        let file = auth_file(&tmp, auths(&reg.host(), podman));
+        let out = pull_with_config(&tmp, &reg, auths(&reg.host(), docker))
+            .env("REGISTRY_AUTH_FILE", &file)
             .run();
-        if pulls {
-            assert_pulled(&tmp, &out);
-        } else {
-            assert_refused(&tmp, &out);
-        }
+        assert_outcome(&tmp, &out, pulls);
     }
 }
 
@@ -742,9 +685,13 @@ fn token_content() -> (Arc<Content>, Vec<(&'static str, Vec<u8>)>) {
         ("x.json", b"{}".to_vec()),
     ];
     let mut content = Content::new();
-    let refs: Vec<(&str, &[u8])> = files.iter().map(|(t, d)| (*t, d.as_slice())).collect();
-    content.add_package(TOKEN_REPO, "tag", &refs);
+    content.add_package(TOKEN_REPO, "tag", &file_refs(&files));
     (Arc::new(content), files)
+}
+
+/// A pull of `TOKEN_REPO:tag` from the fake server.
+fn token_pull(tmp: &TempDir, server: &FakeServer) -> Ocidl {
+    pull_from(tmp, &server.reference(&format!("{TOKEN_REPO}:tag")))
 }
 
 /// A registry answering requests that carry `Bearer <access>` and challenging the rest with
@@ -819,18 +766,10 @@ fn identity_token_is_traded_at_the_realm_with_a_refresh_grant() {
         tmp.join("docker"),
         json!({ "auths": { server.host(): { "auth": "", "identitytoken": "refresh-ok" } } }),
     );
-    let out = ocidl(tmp.path())
-        .args([
-            "--plain-http",
-            "-o",
-            "out",
-            &server.reference(&format!("{TOKEN_REPO}:tag")),
-        ])
+    let out = token_pull(&tmp, &server)
         .env("DOCKER_CONFIG", &config)
         .run();
-    out.assert_success();
-    assert_files(&tmp.join("out"), &files);
-    assert_no_secret(&out);
+    assert_wrote(&tmp, &out, &files);
 
     let grants: Vec<Request> = server.requests_to("/token");
     assert_eq!(grants.len(), 1, "{grants:?}");
@@ -841,20 +780,16 @@ fn identity_token_is_traded_at_the_realm_with_a_refresh_grant() {
         Some("application/x-www-form-urlencoded")
     );
     let form = form(&grant.body);
-    assert_eq!(
-        form.get("grant_type").map(String::as_str),
-        Some("refresh_token")
-    );
-    assert_eq!(form.get("client_id").map(String::as_str), Some("ocidl"));
-    assert_eq!(
-        form.get("refresh_token").map(String::as_str),
-        Some("refresh-ok")
-    );
-    assert_eq!(form.get("service").map(String::as_str), Some("fake-svc"));
-    assert_eq!(
-        form.get("scope").map(String::as_str),
-        Some(format!("repository:{TOKEN_REPO}:pull").as_str())
-    );
+    let scope = format!("repository:{TOKEN_REPO}:pull");
+    for (field, want) in [
+        ("grant_type", "refresh_token"),
+        ("client_id", "ocidl"),
+        ("refresh_token", "refresh-ok"),
+        ("service", "fake-svc"),
+        ("scope", scope.as_str()),
+    ] {
+        assert_eq!(form.get(field).map(String::as_str), Some(want), "{field}");
+    }
     // The refresh token itself never reaches the registry API.
     for r in server.requests_to("/v2/") {
         let auth = r.authorization().unwrap_or_default();
@@ -875,19 +810,11 @@ fn helper_token_username_means_an_identity_token() {
         tmp.join("docker"),
         json!({ "credHelpers": { server.host(): "ocidl-oauth" } }),
     );
-    let out = ocidl(tmp.path())
-        .args([
-            "--plain-http",
-            "-o",
-            "out",
-            &server.reference(&format!("{TOKEN_REPO}:tag")),
-        ])
+    let out = token_pull(&tmp, &server)
         .env("DOCKER_CONFIG", &config)
         .env("PATH", &path_with_helpers(tmp.path()))
         .run();
-    out.assert_success();
-    assert_files(&tmp.join("out"), &files);
-    assert_no_secret(&out);
+    assert_wrote(&tmp, &out, &files);
     assert_eq!(helper_calls(&log), [format!("get|{}", server.host())]);
     let grants = server.requests_to("/token");
     assert_eq!(grants.len(), 1, "{grants:?}");
@@ -907,22 +834,11 @@ fn config_credentials_go_to_the_token_realm_as_basic_and_nowhere_else() {
     let realm_server = FakeServer::start(|req: &Request| token_endpoint(req, "access-3"));
     let server = bearer_registry(content, "access-3", Some(realm_server.url("/token")));
     let tmp = TempDir::new();
-    let config = docker_config(
-        tmp.join("docker"),
-        json!({ "auths": { server.host(): auth(USER, PASS) } }),
-    );
-    let out = ocidl(tmp.path())
-        .args([
-            "--plain-http",
-            "-o",
-            "out",
-            &server.reference(&format!("{TOKEN_REPO}:tag")),
-        ])
+    let config = docker_config(tmp.join("docker"), auths(&server.host(), PASS));
+    let out = token_pull(&tmp, &server)
         .env("DOCKER_CONFIG", &config)
         .run();
-    out.assert_success();
-    assert_files(&tmp.join("out"), &files);
-    assert_no_secret(&out);
+    assert_wrote(&tmp, &out, &files);
 
     let tokens = realm_server.requests();
     assert_eq!(tokens.len(), 1, "{tokens:?}");
@@ -965,22 +881,11 @@ fn redirect_to_another_origin_does_not_carry_the_users_credentials() {
         }
     });
     let tmp = TempDir::new();
-    let config = docker_config(
-        tmp.join("docker"),
-        json!({ "auths": { server.host(): auth(USER, PASS) } }),
-    );
-    let out = ocidl(tmp.path())
-        .args([
-            "--plain-http",
-            "-o",
-            "out",
-            &server.reference(&format!("{TOKEN_REPO}:tag")),
-        ])
+    let config = docker_config(tmp.join("docker"), auths(&server.host(), PASS));
+    let out = token_pull(&tmp, &server)
         .env("DOCKER_CONFIG", &config)
         .run();
-    out.assert_success();
-    assert_files(&tmp.join("out"), &files);
-    assert_no_secret(&out);
+    assert_wrote(&tmp, &out, &files);
     let hops = cdn.requests();
     assert!(hops.len() >= files.len(), "{hops:?}");
     for r in &hops {
@@ -1048,10 +953,7 @@ fn docker_hub_keys_all_name_docker_hub() {
             "index.docker.io/library/tool:v1",
         ] {
             let tmp = TempDir::new();
-            let config = docker_config(
-                tmp.join("docker"),
-                json!({ "auths": { key: auth(USER, PASS) } }),
-            );
+            let config = docker_config(tmp.join("docker"), auths(key, PASS));
             let out = hub_pull(&tmp, reference)
                 .env("DOCKER_CONFIG", &config)
                 .run();

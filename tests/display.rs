@@ -13,7 +13,7 @@ use crate::support::fake::{Content, FakeServer, Request, Response};
 use crate::support::pty::{ocidl_in_terminal, ShellOutput, Streams};
 use crate::support::run::ocidl;
 use crate::support::script::{cut, range_response};
-use crate::support::{assert_files, digest_of, random_bytes, TempDir};
+use crate::support::{assert_files, digest_of, file_refs, random_bytes, TempDir};
 
 const REPO: &str = "pkg/tool";
 /// Sent 2 KiB every 10 ms: about half a second, so several redraws.
@@ -33,8 +33,7 @@ fn registry_with(
 ) -> FakeServer {
     let files = files();
     let mut content = Content::new();
-    let refs: Vec<(&str, &[u8])> = files.iter().map(|(t, d)| (*t, d.as_slice())).collect();
-    content.add_package(REPO, "t", &refs);
+    content.add_package(REPO, "t", &file_refs(&files));
     let content = Arc::new(content);
     let data = files[0].1.clone();
     let digest = digest_of(&data);
@@ -54,6 +53,11 @@ fn throttled(response: Response) -> Response {
 
 fn slow_registry() -> FakeServer {
     registry_with(|req, data, _| throttled(range_response(req, data)))
+}
+
+/// The package, `REPO:t`.
+fn package(server: &FakeServer) -> String {
+    server.reference(&format!("{REPO}:t"))
 }
 
 /// What was drawn after each `\r ESC[K`, up to the next `\r` or `\n`.
@@ -86,6 +90,12 @@ fn assert_redrawn_in_place(terminal: &str, name: &str) {
             );
         }
     }
+}
+
+/// The last line of `terminal`, which must be the summary: returns its N, X and Z.
+fn summary(terminal: &str) -> (u64, String, String) {
+    let last = terminal.trim_end_matches('\n').rsplit('\n').next().unwrap();
+    parse_summary(last).unwrap_or_else(|| panic!("last line is not a summary: {last:?}"))
 }
 
 /// `N file(s), X in Y s (Z/s)`: returns N, X and Z.
@@ -135,12 +145,7 @@ fn terminal_shows_progress_redrawn_in_place_and_a_summary() {
     let server = slow_registry();
     let tmp = TempDir::new();
     let out = ocidl_in_terminal(tmp.path())
-        .args([
-            "--plain-http",
-            "-o",
-            "out",
-            &server.reference(&format!("{REPO}:t")),
-        ])
+        .args(["--plain-http", "-o", "out", &package(&server)])
         .run();
     out.assert_success();
     assert_clean_stdout(&out);
@@ -179,11 +184,9 @@ fn terminal_shows_progress_redrawn_in_place_and_a_summary() {
 
     // The summary is the last line, once.
     assert!(terminal.ends_with('\n'), "{terminal:?}");
-    let last = terminal.trim_end_matches('\n').rsplit('\n').next().unwrap();
-    let (count, size, rate) =
-        parse_summary(last).unwrap_or_else(|| panic!("last line is not a summary: {last:?}"));
-    assert_eq!((count, size.as_str()), (2, "96.0 KiB"), "{last:?}");
-    assert!(rate.ends_with("iB") || rate.ends_with(" B"), "{last:?}");
+    let (count, size, rate) = summary(&terminal);
+    assert_eq!((count, size.as_str()), (2, "96.0 KiB"), "{terminal:?}");
+    assert!(rate.ends_with("iB") || rate.ends_with(" B"), "{terminal:?}");
     assert_eq!(terminal.matches(" files, ").count(), 1, "{terminal:?}");
 }
 
@@ -192,26 +195,20 @@ fn pipe_gets_only_the_status_lines() {
     let server = slow_registry();
     let tmp = TempDir::new();
     let out = ocidl(tmp.path())
-        .args([
-            "--plain-http",
-            "-o",
-            "out",
-            &server.reference(&format!("{REPO}:t")),
-        ])
+        .args(["--plain-http", "-o", "out", &package(&server)])
         .run();
     out.assert_success().assert_stdout_empty();
     assert_files(&tmp.join("out"), &files());
     assert_nothing_drawn(&out.stderr, "stderr on a pipe");
     let lines: Vec<&str> = out.stderr.lines().collect();
     assert_eq!(lines.len(), 2, "{lines:?}");
-    assert!(
-        lines[0].starts_with("out/tool  96.0 KiB  sha256:"),
-        "{lines:?}"
-    );
-    assert!(
-        lines[1].starts_with("out/tool.json  14 B  sha256:"),
-        "{lines:?}"
-    );
+    let starts = [
+        "out/tool  96.0 KiB  sha256:",
+        "out/tool.json  14 B  sha256:",
+    ];
+    for (line, start) in lines.iter().zip(starts) {
+        assert!(line.starts_with(start), "{lines:?}");
+    }
 }
 
 #[test]
@@ -222,12 +219,7 @@ fn stdout_on_a_terminal_does_not_make_stderr_draw() {
     let tmp = TempDir::new();
     let out = ocidl_in_terminal(tmp.path())
         .streams(Streams::StdoutOnTerminal)
-        .args([
-            "--plain-http",
-            "-o",
-            "out",
-            &server.reference(&format!("{REPO}:t")),
-        ])
+        .args(["--plain-http", "-o", "out", &package(&server)])
         .run();
     out.assert_success();
     assert_files(&tmp.join("out"), &files());
@@ -249,13 +241,7 @@ fn quiet_on_a_terminal_shows_nothing() {
     let server = slow_registry();
     let tmp = TempDir::new();
     let out = ocidl_in_terminal(tmp.path())
-        .args([
-            "-q",
-            "--plain-http",
-            "-o",
-            "out",
-            &server.reference(&format!("{REPO}:t")),
-        ])
+        .args(["-q", "--plain-http", "-o", "out", &package(&server)])
         .run();
     out.assert_success();
     assert_clean_stdout(&out);
@@ -295,10 +281,8 @@ fn blob_to_stdout_keeps_the_display_on_the_terminal() {
     );
     assert_redrawn_in_place(&terminal, "tool");
     assert_status_line(&terminal, "(stdout)  96.0 KiB  sha256:");
-    let last = terminal.trim_end_matches('\n').rsplit('\n').next().unwrap();
-    let (count, size, _) =
-        parse_summary(last).unwrap_or_else(|| panic!("last line is not a summary: {last:?}"));
-    assert_eq!((count, size.as_str()), (1, "96.0 KiB"), "{last:?}");
+    let (count, size, _) = summary(&terminal);
+    assert_eq!((count, size.as_str()), (1, "96.0 KiB"), "{terminal:?}");
 }
 
 #[test]
@@ -315,7 +299,7 @@ fn error_after_progress_starts_on_a_clean_line() {
             "0",
             "-o",
             "out",
-            &server.reference(&format!("{REPO}:t")),
+            &package(&server),
         ])
         .run();
     assert_eq!(out.code, 1, "{:?}", out.terminal_text());
@@ -339,12 +323,7 @@ fn retry_note_starts_on_a_clean_line() {
     });
     let tmp = TempDir::new();
     let out = ocidl_in_terminal(tmp.path())
-        .args([
-            "--plain-http",
-            "-o",
-            "out",
-            &server.reference(&format!("{REPO}:t")),
-        ])
+        .args(["--plain-http", "-o", "out", &package(&server)])
         .run();
     out.assert_success();
     assert_files(&tmp.join("out"), &files());

@@ -3,13 +3,12 @@
 //! as they were and no temp files.
 
 use std::fs;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::support::fake::{Content, FakeServer, Request, Response};
+use crate::support::fake::{Content, FakeServer, Response};
 use crate::support::registry::Registry;
 use crate::support::run::ocidl;
+use crate::support::script::{range_response, scripted};
 use crate::support::{
     assert_file, assert_files, assert_no_temp_files, assert_tree, digest_of, file_refs, free_port,
     list_tree, random_bytes, read_file, trurl_files, write_file, TempDir,
@@ -181,56 +180,22 @@ fn several_good_references_all_land() {
     assert_tree(tmp.path(), &["one", "two"]);
 }
 
-/// A fake registry serving a two-file package `x/y:t` whose blob responses `mangle` may
-/// replace; `attempt` counts blob GETs of the big file, starting at 1.
-fn fake_with_blob(
-    mangle: impl Fn(&Request, &[u8], usize) -> Option<Response> + Send + Sync + 'static,
-) -> (FakeServer, Vec<u8>) {
-    let big = random_bytes(256 * 1024, 11);
-    let mut content = Content::new();
-    content.add_package("x/y", "t", &[("big", &big), ("small", b"small")]);
-    let big_digest = digest_of(&big);
-    let attempts = Arc::new(AtomicUsize::new(0));
-    let big_for_handler = big.clone();
-    let server = FakeServer::start(move |req| {
-        if req.method == "GET" && req.path().ends_with(&big_digest) {
-            let attempt = attempts.fetch_add(1, Ordering::SeqCst) + 1;
-            if let Some(response) = mangle(req, &big_for_handler, attempt) {
-                return response;
-            }
-        }
-        content.serve(req)
-    });
-    (server, big)
-}
-
-/// Serves `data` honouring `Range: bytes=N-` the way distribution does (206).
-fn range_response(req: &Request, data: &[u8]) -> Response {
-    let start = req
-        .header("range")
-        .and_then(|r| r.strip_prefix("bytes="))
-        .and_then(|r| r.strip_suffix('-'))
-        .and_then(|n| n.parse::<usize>().ok());
-    match start {
-        Some(start) if start < data.len() => Response::new(206).body(&data[start..]).header(
-            "Content-Range",
-            &format!("bytes {start}-{}/{}", data.len() - 1, data.len()),
-        ),
-        _ => Response::ok(data),
-    }
+/// The scripted blob of these tests (see `support::script`).
+fn big() -> Vec<u8> {
+    random_bytes(256 * 1024, 11)
 }
 
 #[test]
 fn blob_longer_than_its_descriptor_is_refused() {
     let tmp = TempDir::new();
-    let (server, _big) = fake_with_blob(|_, data, _| {
+    let fake = scripted(big(), |_, data, _| {
         let mut longer = data.to_vec();
         longer.extend_from_slice(b"trailing junk");
         Some(Response::ok(&longer))
     });
     write_file(&tmp.join("big"), b"the user's big");
     let out = ocidl(tmp.path())
-        .args(["--plain-http", &server.reference("x/y:t")])
+        .args(["--plain-http", &fake.package()])
         .run();
     out.assert_code(1);
     assert_file(&tmp.join("big"), b"the user's big");
@@ -240,13 +205,13 @@ fn blob_longer_than_its_descriptor_is_refused() {
 #[test]
 fn blob_with_wrong_bytes_from_a_fake_is_a_digest_mismatch() {
     let tmp = TempDir::new();
-    let (server, _big) = fake_with_blob(|_, data, _| {
+    let fake = scripted(big(), |_, data, _| {
         let mut wrong = data.to_vec();
         wrong[0] ^= 1;
         Some(Response::ok(&wrong))
     });
     ocidl(tmp.path())
-        .args(["--plain-http", &server.reference("x/y:t")])
+        .args(["--plain-http", &fake.package()])
         .run()
         .assert_error(1, "digest mismatch");
     assert!(!tmp.join("big").exists());
@@ -258,7 +223,7 @@ fn blob_with_wrong_bytes_from_a_fake_is_a_digest_mismatch() {
 #[test]
 fn body_always_cut_short_keeps_the_part_for_the_next_run() {
     let tmp = TempDir::new();
-    let (server, big) = fake_with_blob(|req, data, attempt| {
+    let fake = scripted(big(), |req, data, attempt| {
         // The first run's three tries each get the first half, then the link is fixed.
         Some(if attempt <= 3 {
             Response::ok(&data[..data.len() / 2]).content_length(data.len() as u64)
@@ -267,8 +232,9 @@ fn body_always_cut_short_keeps_the_part_for_the_next_run() {
         })
     });
     write_file(&tmp.join("big"), b"the user's big");
+    let big = &fake.data;
     let out = ocidl(tmp.path())
-        .args(["--plain-http", "--retries", "2", &server.reference("x/y:t")])
+        .args(["--plain-http", "--retries", "2", &fake.package()])
         .run();
     out.assert_error(1, "run again to resume");
     assert_file(&tmp.join("big"), b"the user's big");
@@ -280,29 +246,24 @@ fn body_always_cut_short_keeps_the_part_for_the_next_run() {
     assert_eq!(read_file(&tmp.join(&kept[0])), &big[..big.len() / 2]);
 
     ocidl(tmp.path())
-        .args(["--plain-http", &server.reference("x/y:t")])
+        .args(["--plain-http", &fake.package()])
         .run()
         .assert_success();
-    assert_file(&tmp.join("big"), &big);
+    assert_file(&tmp.join("big"), big);
     assert_tree(tmp.path(), &["big", "small"]);
-    let blob_gets: Vec<Option<String>> = server
-        .requests()
-        .iter()
-        .filter(|r| r.path().ends_with(&digest_of(&big)))
-        .map(|r| r.header("range").map(str::to_string))
-        .collect();
+    let ranges = fake.ranges();
     let half = big.len() / 2;
     assert_eq!(
-        blob_gets.last().unwrap().as_deref(),
+        ranges.last().unwrap().as_deref(),
         Some(format!("bytes={half}-").as_str()),
-        "the second run should resume where the first stopped: {blob_gets:?}"
+        "the second run should resume where the first stopped: {ranges:?}"
     );
 }
 
 #[test]
 fn body_cut_short_once_is_retried() {
     let tmp = TempDir::new();
-    let (server, big) = fake_with_blob(|req, data, attempt| {
+    let fake = scripted(big(), |req, data, attempt| {
         if attempt == 1 {
             Some(Response::ok(&data[..data.len() / 3]).content_length(data.len() as u64))
         } else {
@@ -310,10 +271,10 @@ fn body_cut_short_once_is_retried() {
         }
     });
     ocidl(tmp.path())
-        .args(["--plain-http", &server.reference("x/y:t")])
+        .args(["--plain-http", &fake.package()])
         .run()
         .assert_success();
-    assert_file(&tmp.join("big"), &big);
+    assert_file(&tmp.join("big"), &fake.data);
     assert_file(&tmp.join("small"), b"small");
     assert_tree(tmp.path(), &["big", "small"]);
 }
@@ -327,19 +288,15 @@ fn server_errors_and_rate_limits_are_retried() {
     ] {
         let tmp = TempDir::new();
         let status = first.status;
-        let (server, big) =
-            fake_with_blob(move |_, _, attempt| (attempt == 1).then(|| first.clone()));
+        let fake = scripted(big(), move |_, _, attempt| {
+            (attempt == 1).then(|| first.clone())
+        });
         ocidl(tmp.path())
-            .args(["--plain-http", &server.reference("x/y:t")])
+            .args(["--plain-http", &fake.package()])
             .run()
             .assert_success();
-        assert_file(&tmp.join("big"), &big);
-        let blob_gets = server
-            .requests()
-            .iter()
-            .filter(|r| r.method == "GET" && r.path().ends_with(&digest_of(&big)))
-            .count();
-        assert_eq!(blob_gets, 2, "after a {status}");
+        assert_file(&tmp.join("big"), &fake.data);
+        assert_eq!(fake.blob_gets().len(), 2, "after a {status}");
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::support::fake::{Content, FakeServer, Request, Response};
 use crate::support::run::{ocidl, Output};
-use crate::support::script::{cut, partial_content, range_start, scripted, BIG, SMALL};
+use crate::support::script::{cut, partial_content, range_start, scripted, Scripted, BIG, SMALL};
 use crate::support::{
     assert_file, assert_no_temp_files, assert_tree, partial_files, partial_name, random_bytes,
     read_file, write_file, TempDir,
@@ -247,17 +247,32 @@ fn manifest_requests_are_retried_too() {
     assert_file(&tmp.join(BIG), &big);
 }
 
-#[test]
-fn request_timeout_408_is_retried() {
+/// The first GET of the blob is answered with `first(data)`; a pull with `flags` retries it
+/// once, with one notice that says `why`, and gets the file. Returns the fake, for more checks.
+fn assert_retried_once(
+    first: impl Fn(&[u8]) -> Response + Send + Sync + 'static,
+    flags: &[&str],
+    why: &str,
+) -> Scripted {
     let tmp = TempDir::new();
-    let fake = scripted(data(), |_, _, attempt| {
-        (attempt == 1).then(|| Response::error(408, "TIMEOUT", "too slow"))
+    let fake = scripted(data(), move |_, data, attempt| {
+        (attempt == 1).then(|| first(data))
     });
-    let out = pull(&tmp, &fake.package(), &[]);
+    let out = pull(&tmp, &fake.package(), flags);
     out.assert_success();
-    one_notice(&out, 5, "408 Request Timeout");
+    one_notice(&out, 5, why);
     assert_eq!(fake.blob_gets().len(), 2);
     assert_file(&tmp.join(BIG), &fake.data);
+    fake
+}
+
+#[test]
+fn request_timeout_408_is_retried() {
+    assert_retried_once(
+        |_| Response::error(408, "TIMEOUT", "too slow"),
+        &[],
+        "408 Request Timeout",
+    );
 }
 
 #[test]
@@ -318,31 +333,21 @@ fn client_errors_fail_at_once() {
 
 #[test]
 fn connection_reset_before_an_answer_is_retried() {
-    let tmp = TempDir::new();
-    let fake = scripted(data(), |_, _, attempt| (attempt == 1).then(Response::reset));
-    let out = pull(&tmp, &fake.package(), &[]);
-    out.assert_success();
-    one_notice(&out, 5, "reset");
-    assert_eq!(fake.blob_gets().len(), 2);
+    let fake = assert_retried_once(|_| Response::reset(), &[], "reset");
     assert_eq!(
         fake.ranges(),
         [None, None],
         "nothing had arrived to resume from"
     );
-    assert_file(&tmp.join(BIG), &fake.data);
 }
 
 #[test]
 fn answer_slower_than_the_timeout_is_retried() {
-    let tmp = TempDir::new();
-    let fake = scripted(data(), |_, data, attempt| {
-        (attempt == 1).then(|| Response::ok(data).delay(Duration::from_secs(3)))
-    });
-    let out = pull(&tmp, &fake.package(), &["--timeout", "1"]);
-    out.assert_success();
-    one_notice(&out, 5, "timed out");
-    assert_eq!(fake.blob_gets().len(), 2);
-    assert_file(&tmp.join(BIG), &fake.data);
+    assert_retried_once(
+        |data| Response::ok(data).delay(Duration::from_secs(3)),
+        &["--timeout", "1"],
+        "timed out",
+    );
 }
 
 #[test]
@@ -499,14 +504,16 @@ fn server_ignoring_range_replaces_what_an_earlier_run_left() {
     assert_tree(tmp.path(), &[BIG, "small"]);
 }
 
-#[test]
-fn range_not_satisfiable_fetches_the_whole_blob_again() {
+/// The first try breaks off after 100000 bytes and the resume is answered with
+/// `answer(data)`, which cannot be used: the blob is then asked for whole, and arrives.
+fn assert_whole_blob_fetched_after(
+    answer: impl Fn(&[u8]) -> Response + Send + Sync + 'static,
+    what: &str,
+) {
     let tmp = TempDir::new();
-    let fake = scripted(data(), |req, data, attempt| match attempt {
+    let fake = scripted(data(), move |req, data, attempt| match attempt {
         1 => Some(cut(Response::ok(data), 100_000)),
-        _ if req.header("range").is_some() => {
-            Some(Response::new(416).header("Content-Range", &format!("bytes */{}", data.len())))
-        }
+        _ if req.header("range").is_some() => Some(answer(data)),
         _ => None,
     });
     let out = pull(&tmp, &fake.package(), &[]);
@@ -515,29 +522,26 @@ fn range_not_satisfiable_fetches_the_whole_blob_again() {
     assert_eq!(
         fake.ranges(),
         [None, Some("bytes=100000-".to_string()), None],
-        "after a 416 the blob is asked for whole"
+        "after {what} the blob is asked for whole"
     );
     assert_tree(tmp.path(), &[BIG, "small"]);
 }
 
 #[test]
-fn content_range_from_elsewhere_fetches_the_whole_blob_again() {
-    let tmp = TempDir::new();
-    let fake = scripted(data(), |req, data, attempt| match attempt {
-        1 => Some(cut(Response::ok(data), 100_000)),
-        // Asked for 100000-, answers from 99000: not what was asked.
-        _ if req.header("range").is_some() => Some(partial_content(data, 99_000)),
-        _ => None,
-    });
-    let out = pull(&tmp, &fake.package(), &[]);
-    out.assert_success();
-    assert_file(&tmp.join(BIG), &fake.data);
-    assert_eq!(
-        fake.ranges(),
-        [None, Some("bytes=100000-".to_string()), None],
-        "after a wrong Content-Range the blob is asked for whole"
+fn range_not_satisfiable_fetches_the_whole_blob_again() {
+    assert_whole_blob_fetched_after(
+        |data| Response::new(416).header("Content-Range", &format!("bytes */{}", data.len())),
+        "a 416",
     );
-    assert_tree(tmp.path(), &[BIG, "small"]);
+}
+
+#[test]
+fn content_range_from_elsewhere_fetches_the_whole_blob_again() {
+    // Asked for 100000-, answers from 99000: not what was asked.
+    assert_whole_blob_fetched_after(
+        |data| partial_content(data, 99_000),
+        "a wrong Content-Range",
+    );
 }
 
 #[test]
@@ -705,27 +709,24 @@ fn resumed_part_that_does_not_verify_is_downloaded_again() {
     assert_tree(tmp.path(), &[BIG, "small"]);
 
     // A part as long as the blob that was never renamed is wrong: start over, without Range.
-    let tmp = TempDir::new();
-    let fake = scripted(data(), |_, _, _| None);
-    write_file(
-        &tmp.join(&partial_name(BIG, &fake.digest)),
-        &random_bytes(SIZE, 81),
-    );
-    pull(&tmp, &fake.package(), &[]).assert_success();
-    assert_eq!(fake.ranges(), [None]);
-    assert_file(&tmp.join(BIG), &fake.data);
-    assert_tree(tmp.path(), &[BIG, "small"]);
+    assert_part_is_not_resumed(SIZE);
 }
 
 /// src/download.rs says of this case "Complete but wrong (it was not renamed), or longer
 /// than the blob: start afresh".
 #[test]
 fn part_longer_than_the_blob_starts_over() {
+    assert_part_is_not_resumed(SIZE + 10);
+}
+
+/// A part of `len` wrong bytes that an earlier run left, `len` being the blob's size or
+/// more, is not resumed: the blob is fetched whole, without Range.
+fn assert_part_is_not_resumed(len: usize) {
     let tmp = TempDir::new();
     let fake = scripted(data(), |_, _, _| None);
     write_file(
         &tmp.join(&partial_name(BIG, &fake.digest)),
-        &random_bytes(SIZE + 10, 81),
+        &random_bytes(len, 81),
     );
     pull(&tmp, &fake.package(), &[]).assert_success();
     assert_eq!(fake.ranges(), [None]);

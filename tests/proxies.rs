@@ -48,6 +48,29 @@ fn assert_pulled(tmp: &TempDir, out: &Output) {
     fs::remove_dir_all(tmp.join("out")).unwrap();
 }
 
+/// `pull` in a fresh directory with `flags` and `env` added; asserts it worked.
+fn assert_pulls_with(reference: &str, flags: &[&str], env: &[(&str, &str)]) {
+    let tmp = TempDir::new();
+    let mut cmd = pull(&tmp, reference).args(flags);
+    for (name, value) in env {
+        cmd = cmd.env(name, value);
+    }
+    assert_pulled(&tmp, &cmd.run());
+}
+
+/// A plain-HTTP pull of `reference` with a fresh proxy in `HTTP_PROXY` and `name` (`NO_PROXY`
+/// or `no_proxy`) set to `value`; asserts it worked and returns the proxy, to see whether it
+/// was used.
+fn pull_with_no_proxy(reference: &str, name: &str, value: &str) -> Proxy {
+    let proxy = Proxy::start();
+    assert_pulls_with(
+        reference,
+        &["--plain-http"],
+        &[("HTTP_PROXY", &proxy.url()), (name, value)],
+    );
+    proxy
+}
+
 /// The proxy carried requests to `host` and nowhere else.
 fn assert_carried(proxy: &Proxy, host: &str, context: &str) {
     let seen = proxy.authorities();
@@ -78,10 +101,8 @@ fn http_proxy_carries_plain_http_requests() {
     let reference = format!("http://{}", server.reference(&format!("{REPO}:t")));
     for name in ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"] {
         let proxy = Proxy::start();
-        let tmp = TempDir::new();
         let before = server.requests().len();
-        let out = pull(&tmp, &reference).env(name, &proxy.url()).run();
-        assert_pulled(&tmp, &out);
+        assert_pulls_with(&reference, &[], &[(name, &proxy.url())]);
         assert_carried(&proxy, &server.host(), name);
         // Everything the registry saw came through the proxy: manifest and blobs.
         let through: Vec<String> = server.requests()[before..]
@@ -96,11 +117,8 @@ fn http_proxy_carries_plain_http_requests() {
     }
     // curl also takes a proxy without a scheme.
     let proxy = Proxy::start();
-    let tmp = TempDir::new();
-    let out = pull(&tmp, &reference)
-        .env("HTTP_PROXY", &format!("127.0.0.1:{}", proxy.port()))
-        .run();
-    assert_pulled(&tmp, &out);
+    let without_scheme = format!("127.0.0.1:{}", proxy.port());
+    assert_pulls_with(&reference, &[], &[("HTTP_PROXY", &without_scheme)]);
     assert_carried(&proxy, &server.host(), "HTTP_PROXY without a scheme");
 }
 
@@ -112,32 +130,34 @@ fn http_proxy_carries_plain_http_requests() {
 fn plain_http_goes_through_the_proxy_in_a_connect_tunnel() {
     let server = plain_registry();
     let proxy = Proxy::start();
-    let tmp = TempDir::new();
-    let out = pull(&tmp, &server.reference(&format!("{REPO}:t")))
-        .arg("--plain-http")
-        .env("HTTP_PROXY", &proxy.url())
-        .run();
-    assert_pulled(&tmp, &out);
+    assert_pulls_with(
+        &server.reference(&format!("{REPO}:t")),
+        &["--plain-http"],
+        &[("HTTP_PROXY", &proxy.url())],
+    );
     assert!(
         proxy.tunnels().contains(&server.host()),
         "no CONNECT {} through the proxy: {:?}",
         server.host(),
         proxy.seen()
     );
-    assert_eq!(proxy.forwarded(), Vec::<String>::new(), "{:?}", proxy.seen());
+    assert_eq!(
+        proxy.forwarded(),
+        Vec::<String>::new(),
+        "{:?}",
+        proxy.seen()
+    );
 }
 
 #[test]
 fn https_proxy_is_not_used_for_http_urls() {
     let server = plain_registry();
     let proxy = Proxy::start();
-    let tmp = TempDir::new();
-    let out = pull(&tmp, &server.reference(&format!("{REPO}:t")))
-        .arg("--plain-http")
-        .env("HTTPS_PROXY", &proxy.url())
-        .env("https_proxy", &proxy.url())
-        .run();
-    assert_pulled(&tmp, &out);
+    assert_pulls_with(
+        &server.reference(&format!("{REPO}:t")),
+        &["--plain-http"],
+        &[("HTTPS_PROXY", &proxy.url()), ("https_proxy", &proxy.url())],
+    );
     assert_unused(&proxy, "HTTPS_PROXY with an http:// registry");
 }
 
@@ -145,13 +165,14 @@ fn https_proxy_is_not_used_for_http_urls() {
 fn scheme_proxy_wins_over_all_proxy() {
     let server = plain_registry();
     let (chosen, fallback) = (Proxy::start(), Proxy::start());
-    let tmp = TempDir::new();
-    let out = pull(&tmp, &server.reference(&format!("{REPO}:t")))
-        .arg("--plain-http")
-        .env("ALL_PROXY", &fallback.url())
-        .env("http_proxy", &chosen.url())
-        .run();
-    assert_pulled(&tmp, &out);
+    assert_pulls_with(
+        &server.reference(&format!("{REPO}:t")),
+        &["--plain-http"],
+        &[
+            ("ALL_PROXY", &fallback.url()),
+            ("http_proxy", &chosen.url()),
+        ],
+    );
     assert_carried(&chosen, &server.host(), "http_proxy");
     assert_unused(&fallback, "ALL_PROXY beside http_proxy");
 }
@@ -173,14 +194,7 @@ fn no_proxy_hosts_go_direct() {
             "registry.example, .corp.example ,127.0.0.1".to_string(),
         ),
     ] {
-        let proxy = Proxy::start();
-        let tmp = TempDir::new();
-        let out = pull(&tmp, &reference)
-            .arg("--plain-http")
-            .env("HTTP_PROXY", &proxy.url())
-            .env(name, &value)
-            .run();
-        assert_pulled(&tmp, &out);
+        let proxy = pull_with_no_proxy(&reference, name, &value);
         assert_unused(&proxy, &format!("{name}={value}"));
     }
     // Entries that do not name the host leave the proxy in use.
@@ -190,14 +204,7 @@ fn no_proxy_hosts_go_direct() {
         "example.com,10.0.0.1",
         "127.0.0.10",
     ] {
-        let proxy = Proxy::start();
-        let tmp = TempDir::new();
-        let out = pull(&tmp, &reference)
-            .arg("--plain-http")
-            .env("HTTP_PROXY", &proxy.url())
-            .env("NO_PROXY", value)
-            .run();
-        assert_pulled(&tmp, &out);
+        let proxy = pull_with_no_proxy(&reference, "NO_PROXY", value);
         assert_carried(&proxy, &server.host(), &format!("NO_PROXY={value}"));
     }
 }
@@ -214,26 +221,12 @@ fn no_proxy_names_match_whole_domain_labels() {
         "LOCALHOST",
         "other.example,localhost",
     ] {
-        let proxy = Proxy::start();
-        let tmp = TempDir::new();
-        let out = pull(&tmp, &reference)
-            .arg("--plain-http")
-            .env("HTTP_PROXY", &proxy.url())
-            .env("NO_PROXY", value)
-            .run();
-        assert_pulled(&tmp, &out);
+        let proxy = pull_with_no_proxy(&reference, "NO_PROXY", value);
         assert_unused(&proxy, &format!("NO_PROXY={value}"));
     }
     // A suffix matches at a dot only: `host` is not a domain `localhost` is in.
     for value in ["host", "calhost", "localhost.example", "127.0.0.1"] {
-        let proxy = Proxy::start();
-        let tmp = TempDir::new();
-        let out = pull(&tmp, &reference)
-            .arg("--plain-http")
-            .env("HTTP_PROXY", &proxy.url())
-            .env("NO_PROXY", value)
-            .run();
-        assert_pulled(&tmp, &out);
+        let proxy = pull_with_no_proxy(&reference, "NO_PROXY", value);
         assert_carried(&proxy, &host, &format!("NO_PROXY={value}"));
     }
 }
@@ -247,13 +240,11 @@ fn https_proxy_tunnels_tls_and_http_proxy_does_not() {
     let reference = reg.reference(&format!("{REPO}:t"));
     for name in ["HTTPS_PROXY", "https_proxy", "ALL_PROXY"] {
         let (proxy, http_only) = (Proxy::start(), Proxy::start());
-        let tmp = TempDir::new();
-        let out = pull(&tmp, &reference)
-            .args(["--ca-file", &ca])
-            .env(name, &proxy.url())
-            .env("HTTP_PROXY", &http_only.url())
-            .run();
-        assert_pulled(&tmp, &out);
+        assert_pulls_with(
+            &reference,
+            &["--ca-file", &ca],
+            &[(name, &proxy.url()), ("HTTP_PROXY", &http_only.url())],
+        );
         // Tunnelled: the proxy sees CONNECT host:port and nothing in the clear.
         assert_carried(&proxy, &reg.host(), name);
         assert!(
@@ -265,13 +256,11 @@ fn https_proxy_tunnels_tls_and_http_proxy_does_not() {
     }
     // NO_PROXY applies to https as well.
     let proxy = Proxy::start();
-    let tmp = TempDir::new();
-    let out = pull(&tmp, &reference)
-        .args(["--ca-file", &ca])
-        .env("HTTPS_PROXY", &proxy.url())
-        .env("NO_PROXY", "127.0.0.1")
-        .run();
-    assert_pulled(&tmp, &out);
+    assert_pulls_with(
+        &reference,
+        &["--ca-file", &ca],
+        &[("HTTPS_PROXY", &proxy.url()), ("NO_PROXY", "127.0.0.1")],
+    );
     assert_unused(&proxy, "HTTPS_PROXY with NO_PROXY=127.0.0.1");
 }
 

@@ -64,6 +64,15 @@ fn package(server: &FakeServer) -> String {
     server.reference(&format!("{REPO}:v1"))
 }
 
+/// A pull of the package into `output` (`-` for stdout), narrowed by `flags`.
+fn pull(tmp: &TempDir, server: &FakeServer, output: &str, flags: &[&str]) -> Output {
+    ocidl(tmp.path())
+        .args(["--plain-http", "-o", output])
+        .args(flags)
+        .arg(package(server))
+        .run()
+}
+
 /// The digests of the blobs GET so far.
 fn blob_gets(server: &FakeServer) -> BTreeSet<String> {
     server
@@ -117,11 +126,7 @@ fn include_and_exclude_choose_files_by_title() {
     ] {
         let server = registry();
         let tmp = TempDir::new();
-        let out = ocidl(tmp.path())
-            .args(["--plain-http", "-o", "out"])
-            .args(flags)
-            .arg(package(&server))
-            .run();
+        let out = pull(&tmp, &server, "out", flags);
         out.assert_success().assert_stdout_empty();
         let mut tree = vec!["out".to_string()];
         for title in chosen {
@@ -151,11 +156,7 @@ fn no_file_chosen_is_an_error_that_downloads_nothing() {
     ] {
         let server = registry();
         let tmp = TempDir::new();
-        let out = ocidl(tmp.path())
-            .args(["--plain-http", "-o", "out"])
-            .args(flags)
-            .arg(package(&server))
-            .run();
+        let out = pull(&tmp, &server, "out", flags);
         let line = out.assert_error(1, "no file matches");
         // It says what there is to choose from.
         assert!(
@@ -174,9 +175,7 @@ fn stdout_takes_one_chosen_file() {
     let tmp = TempDir::new();
 
     // A package to stdout must be narrowed: a usage error, before anything is sent.
-    let out = ocidl(tmp.path())
-        .args(["--plain-http", "-o", "-", &package(&server)])
-        .run();
+    let out = pull(&tmp, &server, "-", &[]);
     out.assert_code(2);
     out.assert_stdout_empty();
     assert_eq!(server.connections(), 0, "{:?}", server.requests());
@@ -191,11 +190,7 @@ fn stdout_takes_one_chosen_file() {
         ),
     ] {
         let server = registry();
-        let out = ocidl(tmp.path())
-            .args(["--plain-http", "-o", "-"])
-            .args(flags)
-            .arg(package(&server))
-            .run();
+        let out = pull(&tmp, &server, "-", flags);
         out.assert_success();
         assert!(
             out.stdout == data(title),
@@ -207,16 +202,7 @@ fn stdout_takes_one_chosen_file() {
 
     // Narrowed to several: refused before any download.
     let server = registry();
-    let out = ocidl(tmp.path())
-        .args([
-            "--plain-http",
-            "-o",
-            "-",
-            "--include",
-            "trurl*",
-            &package(&server),
-        ])
-        .run();
+    let out = pull(&tmp, &server, "-", &["--include", "trurl*"]);
     out.assert_error(1, "writes one file");
     out.assert_stdout_empty();
     assert_eq!(blob_gets(&server), BTreeSet::new());
@@ -585,10 +571,7 @@ fn assert_modes(dir: &Path) -> u32 {
 fn programs_are_made_executable() {
     let server = programs_registry();
     let tmp = TempDir::new();
-    ocidl(tmp.path())
-        .args(["--plain-http", "-o", "out", &package(&server)])
-        .run()
-        .assert_success();
+    pull(&tmp, &server, "out", &[]).assert_success();
     let created = assert_modes(&tmp.join("out"));
     // Under the usual umask, exactly what an installer gives.
     if created == 0o644 {

@@ -11,19 +11,17 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use super::digest_of;
+use super::http::{find_header, read_head, Acceptor};
 use super::push::{oci_manifest_json, pkgforge_annotations, Descriptor, Layer, OCI_MANIFEST};
-
-/// Longest request head accepted; anything bigger is not a client we are testing.
-const MAX_HEAD: usize = 64 * 1024;
 
 /// One request as the server saw it.
 #[derive(Clone, Debug)]
@@ -41,10 +39,7 @@ pub struct Request {
 impl Request {
     /// The first header called `name`, ignoring ASCII case.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        find_header(&self.headers, name)
     }
 
     pub fn authorization(&self) -> Option<&str> {
@@ -220,55 +215,27 @@ impl Response {
 
 type Handler = dyn Fn(&Request) -> Response + Send + Sync + 'static;
 
-struct State {
-    requests: Mutex<Vec<Request>>,
-    connections: AtomicUsize,
-    stop: AtomicBool,
-}
+/// Every request parsed so far, in arrival order.
+type Requests = Mutex<Vec<Request>>;
 
 /// The running server; stops accepting on drop.
 pub struct FakeServer {
-    addr: SocketAddr,
-    state: Arc<State>,
-    acceptor: Option<JoinHandle<()>>,
+    requests: Arc<Requests>,
+    acceptor: Acceptor,
 }
 
 impl FakeServer {
     pub fn start(handler: impl Fn(&Request) -> Response + Send + Sync + 'static) -> FakeServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().unwrap();
-        let state = Arc::new(State {
-            requests: Mutex::new(Vec::new()),
-            connections: AtomicUsize::new(0),
-            stop: AtomicBool::new(false),
-        });
-        let handler: Arc<Handler> = Arc::new(handler);
+        let requests = Arc::new(Requests::default());
         let acceptor = {
-            let state = Arc::clone(&state);
-            thread::spawn(move || {
-                for stream in listener.incoming() {
-                    if state.stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    state.connections.fetch_add(1, Ordering::SeqCst);
-                    let state = Arc::clone(&state);
-                    let handler = Arc::clone(&handler);
-                    // One thread per connection, so a client holding a connection open
-                    // cannot stall the next one.
-                    thread::spawn(move || serve_connection(stream, &state, &*handler));
-                }
-            })
+            let requests = Arc::clone(&requests);
+            Acceptor::start(move |stream, stop| serve_connection(stream, &requests, &handler, stop))
         };
-        FakeServer {
-            addr,
-            state,
-            acceptor: Some(acceptor),
-        }
+        FakeServer { requests, acceptor }
     }
 
     pub fn port(&self) -> u16 {
-        self.addr.port()
+        self.acceptor.port()
     }
 
     /// `127.0.0.1:PORT`: the registry part of a reference.
@@ -288,7 +255,7 @@ impl FakeServer {
 
     /// Every request parsed so far, in arrival order.
     pub fn requests(&self) -> Vec<Request> {
-        self.state.requests.lock().unwrap().clone()
+        self.requests.lock().unwrap().clone()
     }
 
     /// Requests whose path starts with `prefix`.
@@ -302,29 +269,23 @@ impl FakeServer {
     /// TCP connections accepted so far, including ones that never sent a parseable request
     /// (a TLS handshake, say).
     pub fn connections(&self) -> usize {
-        self.state.connections.load(Ordering::SeqCst)
+        self.acceptor.connections()
     }
 }
 
 impl Drop for FakeServer {
     fn drop(&mut self) {
-        // A failing test shows what the fake was asked.
+        // A failing test shows what the fake was asked. (The acceptor stops after this.)
         if thread::panicking() {
             eprintln!("--- requests to fake server {} ---", self.host());
             for r in self.requests() {
                 eprintln!("{} {} auth={:?}", r.method, r.target, r.authorization());
             }
         }
-        self.state.stop.store(true, Ordering::SeqCst);
-        // Wake the blocking accept so the thread sees the flag.
-        let _ = TcpStream::connect(self.addr);
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
     }
 }
 
-fn serve_connection(stream: TcpStream, state: &State, handler: &Handler) {
+fn serve_connection(stream: TcpStream, requests: &Requests, handler: &Handler, stop: &AtomicBool) {
     // A client that stops talking must not keep the thread forever.
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
@@ -340,12 +301,12 @@ fn serve_connection(stream: TcpStream, state: &State, handler: &Handler) {
         );
         return;
     };
-    state.requests.lock().unwrap().push(request.clone());
+    requests.lock().unwrap().push(request.clone());
     let response = handler(&request);
-    if !pause(response.delay, state) {
+    if !pause(response.delay, stop) {
         return;
     }
-    match write_response(&stream, &request, &response, state) {
+    match write_response(&stream, &request, &response, stop) {
         // Closing both handles with a zero linger time sends RST instead of FIN.
         Ok(Ending::Reset) => {
             set_linger_zero(&stream);
@@ -360,10 +321,10 @@ fn serve_connection(stream: TcpStream, state: &State, handler: &Handler) {
 
 /// Sleeps `duration` in small steps, giving up (false) when the server is being stopped,
 /// so a stalled or throttled response does not keep its thread long after the test.
-fn pause(duration: Duration, state: &State) -> bool {
+fn pause(duration: Duration, stop: &AtomicBool) -> bool {
     let until = Instant::now() + duration;
     loop {
-        if state.stop.load(Ordering::SeqCst) {
+        if stop.load(Ordering::SeqCst) {
             return false;
         }
         let now = Instant::now();
@@ -433,37 +394,11 @@ fn read_request(reader: &mut impl BufRead) -> Option<Request> {
     if !reader.fill_buf().ok()?.first()?.is_ascii_uppercase() {
         return None;
     }
-    let mut head_len = 0;
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    head_len += line.len();
-    let mut parts = line.trim_end().splitn(3, ' ');
-    let method = parts.next()?.to_string();
-    let target = parts.next()?.to_string();
-    if !parts.next()?.starts_with("HTTP/1.") {
-        return None;
-    }
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        head_len += line.len();
-        if head_len > MAX_HEAD {
-            return None;
-        }
-        let line = line.trim_end_matches(['\r', '\n']);
-        if line.is_empty() {
-            break;
-        }
-        let (name, value) = line.split_once(':')?;
-        headers.push((name.trim().to_string(), value.trim().to_string()));
-    }
+    let head = read_head(reader)?;
     let mut request = Request {
-        method,
-        target,
-        headers,
+        method: head.method,
+        target: head.target,
+        headers: head.headers,
         body: Vec::new(),
         at: Instant::now(),
     };
@@ -480,7 +415,7 @@ fn write_response(
     mut stream: &TcpStream,
     request: &Request,
     response: &Response,
-    state: &State,
+    stop: &AtomicBool,
 ) -> std::io::Result<Ending> {
     if let Delivery::Reset = response.delivery {
         return Ok(Ending::Reset);
@@ -523,7 +458,7 @@ fn write_response(
                 stream.write_all(&body[sent..end])?;
                 stream.flush()?;
                 sent = end;
-                if sent < body.len() && !released() && !pause(*every, state) {
+                if sent < body.len() && !released() && !pause(*every, stop) {
                     return Ok(Ending::Close);
                 }
             }
@@ -531,7 +466,7 @@ fn write_response(
         Delivery::Stall { after, stall } => {
             stream.write_all(&body[..(*after).min(body.len())])?;
             stream.flush()?;
-            pause(*stall, state);
+            pause(*stall, stop);
         }
         Delivery::ResetAfter { after } => {
             stream.write_all(&body[..(*after).min(body.len())])?;

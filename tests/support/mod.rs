@@ -3,13 +3,15 @@
 //! The servers the tests talk to live in the submodules: `registry` starts the real
 //! distribution registry, `push` publishes content to it, `fake` is a scripted HTTP server,
 //! `script` is a fake registry with one blob scripted attempt by attempt, `proxy` is a
-//! recording forward proxy, `run` runs the `ocidl` binary (to completion, or in the
-//! background for signals), and `pty` runs it in a real pseudo-terminal.
+//! recording forward proxy (the fake and the proxy read requests with `http`), `run` runs
+//! the `ocidl` binary (to completion, or in the background for signals), and `pty` runs it
+//! in a real pseudo-terminal.
 
 // Each test module uses a different slice of the harness.
 #![allow(dead_code)]
 
 pub mod fake;
+pub mod http;
 pub mod proxy;
 pub mod pty;
 pub mod push;

@@ -11,50 +11,30 @@
 //! answer is relayed with `Connection: close` too: the simplest correct proxy.
 
 use std::collections::HashMap;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::io::{self, BufReader, Read, Write};
+use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::Duration;
+
+use super::http::{read_head, Acceptor, Head};
 
 /// A client or upstream that says nothing for this long is dropped.
 const IDLE: Duration = Duration::from_secs(10);
-/// Longest request head accepted.
-const MAX_HEAD: usize = 64 * 1024;
 
-/// One request the proxy received.
-#[derive(Clone, Debug)]
-pub struct Seen {
-    pub method: String,
-    /// As sent: the absolute URI (`http://127.0.0.1:5000/v2/`), or `host:port` for `CONNECT`.
-    pub target: String,
-    pub headers: Vec<(String, String)>,
-}
-
-impl Seen {
-    /// The first header called `name`, ignoring ASCII case.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
+/// One request the proxy received: its head (a body is passed on, not recorded).
+pub type Seen = Head;
 
 struct State {
     seen: Mutex<Vec<Seen>>,
-    connections: AtomicUsize,
-    stop: AtomicBool,
     /// `host:port` as requested (lowercase) -> port on 127.0.0.1.
     routes: HashMap<String, u16>,
 }
 
 /// The running proxy; stops accepting on drop.
 pub struct Proxy {
-    addr: SocketAddr,
     state: Arc<State>,
-    acceptor: Option<JoinHandle<()>>,
+    acceptor: Acceptor,
 }
 
 impl Proxy {
@@ -66,12 +46,8 @@ impl Proxy {
     /// Also forwards `host:port` (as the client names it; port 80 when an http URI has none)
     /// to `127.0.0.1:<local port>`.
     pub fn with_routes(routes: &[(&str, u16)]) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().unwrap();
         let state = Arc::new(State {
             seen: Mutex::new(Vec::new()),
-            connections: AtomicUsize::new(0),
-            stop: AtomicBool::new(false),
             routes: routes
                 .iter()
                 .map(|(authority, port)| (authority.to_ascii_lowercase(), *port))
@@ -79,32 +55,18 @@ impl Proxy {
         });
         let acceptor = {
             let state = Arc::clone(&state);
-            thread::spawn(move || {
-                for stream in listener.incoming() {
-                    if state.stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    state.connections.fetch_add(1, Ordering::SeqCst);
-                    let state = Arc::clone(&state);
-                    thread::spawn(move || serve(stream, &state));
-                }
-            })
+            Acceptor::start(move |stream, _| serve(stream, &state))
         };
-        Proxy {
-            addr,
-            state,
-            acceptor: Some(acceptor),
-        }
+        Proxy { state, acceptor }
     }
 
     /// `http://127.0.0.1:PORT`: the value for `HTTP_PROXY` and friends.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.addr.port())
+        format!("http://127.0.0.1:{}", self.port())
     }
 
     pub fn port(&self) -> u16 {
-        self.addr.port()
+        self.acceptor.port()
     }
 
     /// Every request received so far, in arrival order.
@@ -152,64 +114,19 @@ impl Proxy {
 
     /// TCP connections accepted, including ones that never sent a request.
     pub fn connections(&self) -> usize {
-        self.state.connections.load(Ordering::SeqCst)
+        self.acceptor.connections()
     }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
+        // A failing test shows what went through. (The acceptor stops after this.)
         if thread::panicking() {
             eprintln!("--- requests to proxy {} ---", self.url());
             for s in self.seen() {
                 eprintln!("{} {}", s.method, s.target);
             }
         }
-        self.state.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr);
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
-    }
-}
-
-/// The request line and headers, body not read.
-struct Head {
-    method: String,
-    target: String,
-    headers: Vec<(String, String)>,
-}
-
-fn read_head(reader: &mut impl BufRead) -> Option<Head> {
-    let mut total = 0;
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    total += line.len();
-    let mut parts = line.trim_end().splitn(3, ' ');
-    let method = parts.next()?.to_string();
-    let target = parts.next()?.to_string();
-    if !parts.next()?.starts_with("HTTP/1.") {
-        return None;
-    }
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        total += line.len();
-        if total > MAX_HEAD {
-            return None;
-        }
-        let line = line.trim_end_matches(['\r', '\n']);
-        if line.is_empty() {
-            return Some(Head {
-                method,
-                target,
-                headers,
-            });
-        }
-        let (name, value) = line.split_once(':')?;
-        headers.push((name.trim().to_string(), value.trim().to_string()));
     }
 }
 
@@ -223,11 +140,7 @@ fn serve(client: TcpStream, state: &State) {
     let Some(head) = read_head(&mut reader) else {
         return answer(&client, "400 Bad Request");
     };
-    state.seen.lock().unwrap().push(Seen {
-        method: head.method.clone(),
-        target: head.target.clone(),
-        headers: head.headers.clone(),
-    });
+    state.seen.lock().unwrap().push(head.clone());
     if head.method == "CONNECT" {
         return tunnel(client, reader, &head.target, state);
     }
@@ -302,10 +215,8 @@ fn forward(client: TcpStream, mut reader: BufReader<TcpStream>, head: Head, stat
         return answer(&client, "502 Bad Gateway");
     };
     let length = head
-        .headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse::<u64>().ok())
+        .header("content-length")
+        .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
     let mut body = Vec::new();
     if (&mut reader).take(length).read_to_end(&mut body).is_err() {

@@ -13,19 +13,20 @@
 //! cannot change a result.
 
 use std::ffi::OsString;
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::run::read_in_background;
 use super::TempDir;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
-
 /// Which of ocidl's output streams is the terminal.
+// The shared `Terminal` is the point: each name says where the terminal is.
+#[allow(clippy::enum_variant_names)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Streams {
     /// stderr is the terminal; stdout goes to a file. What `ocidl ... > file` looks like.
@@ -268,14 +269,6 @@ fn wait(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus
         }
         thread::sleep(Duration::from_millis(5));
     }
-}
-
-fn read_in_background(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
-    thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = pipe.read_to_end(&mut buf);
-        buf
-    })
 }
 
 #[cfg(test)]
