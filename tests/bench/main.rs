@@ -805,102 +805,63 @@ fn main() {
         let _ = fs::remove_dir_all(&dir);
         result
     };
-    {
-        let (server, challenges) = ghcr_like(fake_content(&[PKG_REPO]), PKG_REPO);
-        let e = run_fake(
-            vec![
-                "--ghcr".into(),
-                server.reference(&format!("{PKG_REPO}:{PKG_TAG}")),
-                "-o".into(),
-                "a".into(),
-            ],
+    // The fake-server scenarios: whether it behaves like ghcr (accepts `Bearer QQ==`) or
+    // challenges for a token, which repositories it holds, what ocidl is asked for, which
+    // output directories hold the package afterwards, and what should be seen.
+    let other = "pkgforge/bench/other";
+    let package = format!("{PKG_REPO}:{PKG_TAG}");
+    let blob = format!("{PKG_REPO}@{}", pkg_files[0].blob.digest);
+    let other_package = format!("{other}:{PKG_TAG}");
+    let scenarios: [(&str, bool, &[&str], Vec<&str>, &[&str], &'static str); 4] = [
+        (
+            "ghcr-like (`--ghcr`, `Bearer QQ==` accepted), package",
+            true,
+            &[PKG_REPO],
+            vec![&package],
             &["a"],
-        );
-        let t = Tally::from_fake(
-            &server.requests(),
-            challenges.load(std::sync::atomic::Ordering::SeqCst),
-            server.connections(),
-        );
-        request_rows.push((
-            "ghcr-like (`--ghcr`, `Bearer QQ==` accepted), package".into(),
-            "ocidl".into(),
-            t,
-            e,
             "1 manifest GET + 100 blob GETs, 0 token",
-        ));
-    }
-    {
-        let (server, challenges) = token_registry(fake_content(&[PKG_REPO]), PKG_REPO);
-        let e = run_fake(
-            vec![
-                server.reference(&format!("{PKG_REPO}:{PKG_TAG}")),
-                "-o".into(),
-                "a".into(),
-            ],
+        ),
+        (
+            "token registry (Bearer challenge), package",
+            false,
+            &[PKG_REPO],
+            vec![&package],
             &["a"],
-        );
-        let t = Tally::from_fake(
-            &server.requests(),
-            challenges.load(std::sync::atomic::Ordering::SeqCst),
-            server.connections(),
-        );
-        request_rows.push((
-            "token registry (Bearer challenge), package".into(),
-            "ocidl".into(),
-            t,
-            e,
             "1 challenge, 1 token",
-        ));
-    }
-    {
-        // The package, then one of its blobs by digest, in one run: same scope, same token.
-        let (server, challenges) = token_registry(fake_content(&[PKG_REPO]), PKG_REPO);
-        let e = run_fake(
-            vec![
-                server.reference(&format!("{PKG_REPO}:{PKG_TAG}")),
-                server.reference(&format!("{PKG_REPO}@{}", pkg_files[0].blob.digest)),
-                "-o".into(),
-                "a".into(),
-            ],
+        ),
+        (
+            // Same scope, so the same token.
+            "token registry, package + one of its blobs in one run",
+            false,
+            &[PKG_REPO],
+            vec![&package, &blob],
             &[],
-        );
-        let t = Tally::from_fake(
-            &server.requests(),
-            challenges.load(std::sync::atomic::Ordering::SeqCst),
-            server.connections(),
-        );
-        request_rows.push((
-            "token registry, package + one of its blobs in one run".into(),
-            "ocidl".into(),
-            t,
-            e,
             "1 challenge, 1 token",
-        ));
-    }
-    {
-        let other = "pkgforge/bench/other";
-        let (server, challenges) = token_registry(fake_content(&[PKG_REPO, other]), PKG_REPO);
-        let e = run_fake(
-            vec![
-                server.reference(&format!("{PKG_REPO}:{PKG_TAG}")),
-                server.reference(&format!("{other}:{PKG_TAG}")),
-                "-o".into(),
-                "a".into(),
-            ],
+        ),
+        (
+            "token registry, two packages (two repositories) in one run",
+            false,
+            &[PKG_REPO, other],
+            vec![&package, &other_package],
             &["a"],
-        );
-        let t = Tally::from_fake(
+            "2 challenges, 2 tokens (one per scope)",
+        ),
+    ];
+    for (label, ghcr, repos, references, check, expected) in scenarios {
+        let (server, challenges) = match ghcr {
+            true => ghcr_like(fake_content(repos), PKG_REPO),
+            false => token_registry(fake_content(repos), PKG_REPO),
+        };
+        let mut args: Vec<String> = if ghcr { vec!["--ghcr".into()] } else { Vec::new() };
+        args.extend(references.iter().map(|r| server.reference(r)));
+        args.extend(["-o".to_string(), "a".to_string()]);
+        let error = run_fake(args, check);
+        let tally = Tally::from_fake(
             &server.requests(),
             challenges.load(std::sync::atomic::Ordering::SeqCst),
             server.connections(),
         );
-        request_rows.push((
-            "token registry, two packages (two repositories) in one run".into(),
-            "ocidl".into(),
-            t,
-            e,
-            "2 challenges, 2 tokens (one per scope)",
-        ));
+        request_rows.push((label.into(), "ocidl".into(), tally, error, expected));
     }
     env.missing.sort();
 
