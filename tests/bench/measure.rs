@@ -12,22 +12,6 @@ use std::time::{Duration, Instant};
 
 pub const GNU_TIME: &str = "/usr/bin/time";
 
-/// Variables that would send a client through a proxy or change how it authenticates.
-const SCRUBBED_ENV: &[&str] = &[
-    "ALL_PROXY",
-    "all_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-    "NO_PROXY",
-    "no_proxy",
-    "REGISTRY_AUTH_FILE",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "RUST_BACKTRACE",
-    "GITHUB_TOKEN",
-];
 
 extern "C" {
     fn kill(pid: i32, sig: i32) -> i32;
@@ -136,7 +120,7 @@ pub fn spawn_timed(
         .current_dir(cwd)
         .stdin(Stdio::null())
         .process_group(0);
-    for name in SCRUBBED_ENV {
+    for name in crate::support::run::SCRUBBED_ENV {
         command.env_remove(name);
     }
     match outputs {
