@@ -30,12 +30,14 @@ demo: test-deps
 	cargo test --test tests demo:: -- --nocapture
 
 # What the tests start: the CNCF distribution registry, htpasswd for its Basic auth,
-# openssl for its TLS certificates, curl to check the test registry by hand.
+# openssl for its TLS certificates, curl to check the test registry by hand, and script
+# (bsdutils) to run ocidl in a pseudo-terminal.
+TEST_TOOLS := docker-registry htpasswd openssl curl script
 test-deps:
-	@command -v docker-registry >/dev/null && command -v htpasswd >/dev/null \
-		&& command -v openssl >/dev/null && command -v curl >/dev/null || { \
-		echo "installing docker-registry apache2-utils openssl curl"; \
-		$(APT) update -qq && $(APT) install -y -qq docker-registry apache2-utils openssl curl; }
+	@for tool in $(TEST_TOOLS); do command -v $$tool >/dev/null || missing=1; done; \
+	[ -z "$$missing" ] || { \
+		echo "installing docker-registry apache2-utils openssl curl bsdutils"; \
+		$(APT) update -qq && $(APT) install -y -qq docker-registry apache2-utils openssl curl bsdutils; }
 
 musl-deps:
 	@rustup target list --installed | grep -qx $(MUSL) || rustup target add $(MUSL)

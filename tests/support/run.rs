@@ -240,11 +240,12 @@ impl Running {
             self.command_line,
             self.stderr_so_far()
         );
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.pid().to_string())
+        // The shell's own `kill`: no procps needed, and std has no way to send a signal.
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -{name} {}", self.pid()))
             .status()
-            .expect("run kill");
+            .expect("run sh -c kill");
         assert!(status.success(), "kill -{name} {} failed", self.pid());
     }
 
