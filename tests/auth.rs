@@ -1,7 +1,7 @@
 //! Basic auth against a real htpasswd registry: `-u USER --password-stdin`.
 
 use crate::support::registry::Registry;
-use crate::support::run::ocidl;
+use crate::support::run::{pull_plain, Output};
 use crate::support::{assert_file, assert_files, assert_tree, file_refs, trurl_files, TempDir};
 
 const REPO: &str = "private/trurl";
@@ -13,22 +13,24 @@ fn auth_registry() -> Registry {
     reg
 }
 
+/// A pull of `rest` from `reg` as `user`, the password (`stdin`) fed to `--password-stdin`.
+fn pull_as(tmp: &TempDir, reg: &Registry, user: &str, stdin: &[u8], rest: &str) -> Output {
+    pull_plain(
+        tmp.path(),
+        &["-u", user, "--password-stdin"],
+        &reg.reference(rest),
+    )
+    .stdin(stdin)
+    .run()
+}
+
 #[test]
 fn right_credentials_pull_the_package() {
     let reg = auth_registry();
     // With and without the trailing newline `echo` adds.
     for stdin in [&b"s3cret pass\n"[..], b"s3cret pass"] {
         let tmp = TempDir::new();
-        let out = ocidl(tmp.path())
-            .args([
-                "--plain-http",
-                "-u",
-                "ocidl",
-                "--password-stdin",
-                &reg.reference(&format!("{REPO}:v1")),
-            ])
-            .stdin(stdin)
-            .run();
+        let out = pull_as(&tmp, &reg, "ocidl", stdin, &format!("{REPO}:v1"));
         out.assert_success().assert_stdout_empty();
         assert_files(tmp.path(), &trurl_files());
         // The password never shows up in messages.
@@ -45,31 +47,24 @@ fn right_credentials_fetch_a_blob() {
     let tmp = TempDir::new();
     let reg = Registry::start_with_auth("ocidl", "pw");
     let blob = reg.pusher().push_blob(REPO, b"private bytes");
-    let out = ocidl(tmp.path())
-        .args([
-            "--plain-http",
-            "--username",
-            "ocidl",
-            "--password-stdin",
-            "-o",
-            "-",
-            &reg.reference(&format!("{REPO}@{}", blob.digest)),
-        ])
-        .stdin(b"pw\n")
-        .run();
+    let reference = reg.reference(&format!("{REPO}@{}", blob.digest));
+    let out = pull_plain(
+        tmp.path(),
+        &["--username", "ocidl", "--password-stdin", "-o", "-"],
+        &reference,
+    )
+    .stdin(b"pw\n")
+    .run();
     out.assert_success();
     assert_eq!(out.stdout, b"private bytes");
-    ocidl(tmp.path())
-        .args([
-            "--plain-http",
-            "-u",
-            "ocidl",
-            "--password-stdin",
-            &reg.reference(&format!("{REPO}@{}", blob.digest)),
-        ])
-        .stdin(b"pw\n")
-        .run()
-        .assert_success();
+    pull_as(
+        &tmp,
+        &reg,
+        "ocidl",
+        b"pw\n",
+        &format!("{REPO}@{}", blob.digest),
+    )
+    .assert_success();
     assert_file(&tmp.join("trurl"), b"private bytes");
 }
 
@@ -77,16 +72,7 @@ fn right_credentials_fetch_a_blob() {
 fn wrong_password_is_authentication_required() {
     let tmp = TempDir::new();
     let reg = auth_registry();
-    let out = ocidl(tmp.path())
-        .args([
-            "--plain-http",
-            "-u",
-            "ocidl",
-            "--password-stdin",
-            &reg.reference(&format!("{REPO}:v1")),
-        ])
-        .stdin(b"wrong\n")
-        .run();
+    let out = pull_as(&tmp, &reg, "ocidl", b"wrong\n", &format!("{REPO}:v1"));
     let line = out.assert_error(1, "authentication required");
     assert!(
         line.contains(REPO),
@@ -104,17 +90,14 @@ fn wrong_password_is_authentication_required() {
 fn wrong_user_is_authentication_required() {
     let tmp = TempDir::new();
     let reg = auth_registry();
-    ocidl(tmp.path())
-        .args([
-            "--plain-http",
-            "-u",
-            "nobody",
-            "--password-stdin",
-            &reg.reference(&format!("{REPO}:v1")),
-        ])
-        .stdin(b"s3cret pass\n")
-        .run()
-        .assert_error(1, "authentication required");
+    pull_as(
+        &tmp,
+        &reg,
+        "nobody",
+        b"s3cret pass\n",
+        &format!("{REPO}:v1"),
+    )
+    .assert_error(1, "authentication required");
     assert_tree(tmp.path(), &[]);
 }
 
@@ -123,8 +106,7 @@ fn no_credentials_is_authentication_required() {
     let tmp = TempDir::new();
     let reg = auth_registry();
     for rest in [format!("{REPO}:v1"), format!("{REPO}:missing-tag")] {
-        ocidl(tmp.path())
-            .args(["--plain-http", &reg.reference(&rest)])
+        pull_plain(tmp.path(), &[], &reg.reference(&rest))
             .run()
             .assert_error(1, "authentication required");
     }
@@ -135,14 +117,13 @@ fn no_credentials_is_authentication_required() {
 fn password_stdin_without_username_is_a_usage_error() {
     let tmp = TempDir::new();
     let reg = auth_registry();
-    let out = ocidl(tmp.path())
-        .args([
-            "--plain-http",
-            "--password-stdin",
-            &reg.reference(&format!("{REPO}:v1")),
-        ])
-        .stdin(b"s3cret pass\n")
-        .run();
+    let out = pull_plain(
+        tmp.path(),
+        &["--password-stdin"],
+        &reg.reference(&format!("{REPO}:v1")),
+    )
+    .stdin(b"s3cret pass\n")
+    .run();
     out.assert_code(2);
     assert!(out.stderr.starts_with("ocidl: "), "{}", out.stderr);
     assert_tree(tmp.path(), &[]);

@@ -12,10 +12,10 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::support::fake::{Content, FakeServer, Request, Response};
+use crate::support::fake::{cdn, Content, FakeServer, Request, Response};
 use crate::support::proxy::Proxy;
 use crate::support::registry::Registry;
-use crate::support::run::{ocidl, Ocidl, Output};
+use crate::support::run::{ocidl, pull_plain, Ocidl, Output};
 use crate::support::{
     assert_files, assert_tree, basic_auth, file_refs, random_bytes, write_file, TempDir,
 };
@@ -81,7 +81,7 @@ fn auth_file(tmp: &TempDir, auths: Value) -> String {
 
 /// A pull of `reference` into `tmp/out`, over plain HTTP.
 fn pull_from(tmp: &TempDir, reference: &str) -> Ocidl {
-    ocidl(tmp.path()).args(["--plain-http", "-o", "out", reference])
+    pull_plain(tmp.path(), &["-o", "out"], reference)
 }
 
 /// A pull of `REPO:v1` from the real registry.
@@ -89,10 +89,25 @@ fn pull(tmp: &TempDir, reg: &Registry) -> Ocidl {
     pull_from(tmp, &reg.reference(&format!("{REPO}:v1")))
 }
 
+/// `cmd`, with `config` as docker's config.json (in `tmp/docker`).
+fn with_config(tmp: &TempDir, cmd: Ocidl, config: Value) -> Ocidl {
+    let dir = docker_config(tmp.join("docker"), config);
+    cmd.env("DOCKER_CONFIG", &dir)
+}
+
 /// `pull`, with `config` as docker's config.json (in `tmp/docker`).
 fn pull_with_config(tmp: &TempDir, reg: &Registry, config: Value) -> Ocidl {
-    let dir = docker_config(tmp.join("docker"), config);
-    pull(tmp, reg).env("DOCKER_CONFIG", &dir)
+    with_config(tmp, pull(tmp, reg), config)
+}
+
+/// `cmd`, with `auths` as podman's auth.json (`tmp/auth.json`, named by `REGISTRY_AUTH_FILE`).
+fn with_auth_file(tmp: &TempDir, cmd: Ocidl, auths: Value) -> Ocidl {
+    cmd.env("REGISTRY_AUTH_FILE", &auth_file(tmp, auths))
+}
+
+/// `pull_with_config`, with the helpers made by `helper` in `tmp` on PATH.
+fn pull_with_helpers(tmp: &TempDir, reg: &Registry, config: Value) -> Ocidl {
+    pull_with_config(tmp, reg, config).env("PATH", &path_with_helpers(tmp.path()))
 }
 
 /// The pull worked, wrote every one of `files` and printed no secret.
@@ -293,10 +308,8 @@ fn empty_auths_entry_is_skipped() {
     // credentials there, so the next source (auth.json) answers.
     let reg = auth_registry();
     let tmp = TempDir::new();
-    let file = auth_file(&tmp, auths(&reg.host(), PASS));
-    let out = pull_with_config(&tmp, &reg, json!({ "auths": { reg.host(): {} } }))
-        .env("REGISTRY_AUTH_FILE", &file)
-        .run();
+    let empty = pull_with_config(&tmp, &reg, json!({ "auths": { reg.host(): {} } }));
+    let out = with_auth_file(&tmp, empty, auths(&reg.host(), PASS)).run();
     assert_pulled(&tmp, &out);
 }
 
@@ -313,9 +326,7 @@ fn cred_helpers_entry_runs_that_helper_first() {
         "credsStore": "ocidl-store",
         "auths": { reg.host(): auth(USER, WRONG) },
     });
-    let out = pull_with_config(&tmp, &reg, config)
-        .env("PATH", &path_with_helpers(tmp.path()))
-        .run();
+    let out = pull_with_helpers(&tmp, &reg, config).run();
     assert_pulled(&tmp, &out);
     // Run as docker runs it: `get`, the registry on stdin; once for the whole run.
     assert_eq!(helper_calls(&right), [format!("get|{}", reg.host())]);
@@ -327,7 +338,7 @@ fn creds_store_answers_for_hosts_without_a_helper() {
     let reg = auth_registry();
     let tmp = TempDir::new();
     let store = helper(tmp.path(), "ocidl-store", &answers(USER, PASS));
-    let out = pull_with_config(
+    let out = pull_with_helpers(
         &tmp,
         &reg,
         json!({
@@ -337,7 +348,6 @@ fn creds_store_answers_for_hosts_without_a_helper() {
             "auths": { reg.host(): auth(USER, WRONG) },
         }),
     )
-    .env("PATH", &path_with_helpers(tmp.path()))
     .run();
     assert_pulled(&tmp, &out);
     assert_eq!(helper_calls(&store), [format!("get|{}", reg.host())]);
@@ -364,8 +374,7 @@ fn helper_without_credentials_for_the_host_gives_none() {
     let pull_with_empty_store = |tmp: &TempDir| {
         let not_found = "echo 'credentials not found in native keychain'; exit 1";
         helper(tmp.path(), "ocidl-empty", not_found);
-        pull_with_config(tmp, &reg, json!({ "credsStore": "ocidl-empty" }))
-            .env("PATH", &path_with_helpers(tmp.path()))
+        pull_with_helpers(tmp, &reg, json!({ "credsStore": "ocidl-empty" }))
     };
 
     // Nothing else to offer: the registry's refusal is the error, not the helper.
@@ -380,10 +389,7 @@ fn helper_without_credentials_for_the_host_gives_none() {
 
     // The next source answers.
     let tmp = TempDir::new();
-    let file = auth_file(&tmp, auths(&reg.host(), PASS));
-    let out = pull_with_empty_store(&tmp)
-        .env("REGISTRY_AUTH_FILE", &file)
-        .run();
+    let out = with_auth_file(&tmp, pull_with_empty_store(&tmp), auths(&reg.host(), PASS)).run();
     assert_pulled(&tmp, &out);
 }
 
@@ -396,9 +402,7 @@ fn failing_helper_is_an_error_that_does_not_repeat_its_output() {
         "ocidl-broken",
         &format!("echo 'half an answer {PASS}'; echo 'stderr {PASS}' >&2; exit 3"),
     );
-    let out = pull_with_config(&tmp, &reg, json!({ "credsStore": "ocidl-broken" }))
-        .env("PATH", &path_with_helpers(tmp.path()))
-        .run();
+    let out = pull_with_helpers(&tmp, &reg, json!({ "credsStore": "ocidl-broken" })).run();
     out.assert_error(1, "docker-credential-ocidl-broken");
     assert_no_secret(&out);
 }
@@ -416,9 +420,7 @@ fn credentials_are_looked_up_only_when_the_registry_asks() {
         json!({ "credsStore": "ocidl-spy" }),
         json!({ "auths": { reg.host(): { "auth": "!!not base64!!" } } }),
     ] {
-        let out = pull_with_config(&tmp, &reg, config)
-            .env("PATH", &path_with_helpers(tmp.path()))
-            .run();
+        let out = pull_with_helpers(&tmp, &reg, config).run();
         out.assert_success();
         assert_files(&tmp.join("out"), &files());
         fs::remove_dir_all(tmp.join("out")).unwrap();
@@ -510,8 +512,7 @@ fn auth_json_longest_namespace_prefix_wins() {
         ),
     ] {
         let tmp = TempDir::new();
-        let file = auth_file(&tmp, json!({ "auths": entries }));
-        let out = pull(&tmp, &reg).env("REGISTRY_AUTH_FILE", &file).run();
+        let out = with_auth_file(&tmp, pull(&tmp, &reg), json!({ "auths": entries })).run();
         assert_outcome(&tmp, &out, pulls);
     }
 }
@@ -523,14 +524,11 @@ fn auth_json_key_naming_the_repository_itself_matches() {
     let reg = auth_registry();
     let host = reg.host();
     let tmp = TempDir::new();
-    let file = auth_file(
-        &tmp,
-        json!({ "auths": {
-            format!("{host}/private"): auth(USER, WRONG),
-            format!("{host}/{REPO}"): auth(USER, PASS),
-        } }),
-    );
-    let out = pull(&tmp, &reg).env("REGISTRY_AUTH_FILE", &file).run();
+    let entries = json!({ "auths": {
+        format!("{host}/private"): auth(USER, WRONG),
+        format!("{host}/{REPO}"): auth(USER, PASS),
+    } });
+    let out = with_auth_file(&tmp, pull(&tmp, &reg), entries).run();
     assert_pulled(&tmp, &out);
 }
 
@@ -583,11 +581,9 @@ fn empty_entry_gives_way_to_another_matching_entry() {
 
     // auth.json: an empty namespace entry, and the host's.
     let tmp = TempDir::new();
-    let file = auth_file(
-        &tmp,
-        json!({ "auths": { host.clone(): auth(USER, PASS), format!("{host}/private"): {} } }),
-    );
-    let out = pull(&tmp, &reg).env("REGISTRY_AUTH_FILE", &file).run();
+    let entries =
+        json!({ "auths": { host.clone(): auth(USER, PASS), format!("{host}/private"): {} } });
+    let out = with_auth_file(&tmp, pull(&tmp, &reg), entries).run();
     assert_pulled(&tmp, &out);
 
     // config.json: two spellings of the host, one of them empty (as Docker Desktop leaves).
@@ -647,10 +643,8 @@ fn docker_config_wins_over_auth_json() {
     let reg = auth_registry();
     for (docker, podman, pulls) in [(PASS, WRONG, true), (WRONG, PASS, false)] {
         let tmp = TempDir::new();
-        let file = auth_file(&tmp, auths(&reg.host(), podman));
-        let out = pull_with_config(&tmp, &reg, auths(&reg.host(), docker))
-            .env("REGISTRY_AUTH_FILE", &file)
-            .run();
+        let docker = pull_with_config(&tmp, &reg, auths(&reg.host(), docker));
+        let out = with_auth_file(&tmp, docker, auths(&reg.host(), podman)).run();
         assert_outcome(&tmp, &out, pulls);
     }
 }
@@ -708,10 +702,11 @@ fn bearer_registry(
         if req.authorization() == Some(format!("Bearer {access}").as_str()) {
             return content.serve(req);
         }
-        let realm = realm
-            .clone()
-            .unwrap_or_else(|| format!("http://{}/token", req.header("host").unwrap_or_default()));
-        Response::bearer_challenge(&realm, "fake-svc", &format!("repository:{TOKEN_REPO}:pull"))
+        let scope = format!("repository:{TOKEN_REPO}:pull");
+        match &realm {
+            Some(realm) => Response::bearer_challenge(realm, "fake-svc", &scope),
+            None => Response::bearer_challenge_here(req, "fake-svc", &scope),
+        }
     })
 }
 
@@ -762,13 +757,9 @@ fn identity_token_is_traded_at_the_realm_with_a_refresh_grant() {
     let (content, files) = token_content();
     let server = bearer_registry(content, "access-1", None);
     let tmp = TempDir::new();
-    let config = docker_config(
-        tmp.join("docker"),
-        json!({ "auths": { server.host(): { "auth": "", "identitytoken": "refresh-ok" } } }),
-    );
-    let out = token_pull(&tmp, &server)
-        .env("DOCKER_CONFIG", &config)
-        .run();
+    let config =
+        json!({ "auths": { server.host(): { "auth": "", "identitytoken": "refresh-ok" } } });
+    let out = with_config(&tmp, token_pull(&tmp, &server), config).run();
     assert_wrote(&tmp, &out, &files);
 
     let grants: Vec<Request> = server.requests_to("/token");
@@ -806,12 +797,8 @@ fn helper_token_username_means_an_identity_token() {
     let server = bearer_registry(content, "access-2", None);
     let tmp = TempDir::new();
     let log = helper(tmp.path(), "ocidl-oauth", &answers("<token>", "refresh-ok"));
-    let config = docker_config(
-        tmp.join("docker"),
-        json!({ "credHelpers": { server.host(): "ocidl-oauth" } }),
-    );
-    let out = token_pull(&tmp, &server)
-        .env("DOCKER_CONFIG", &config)
+    let config = json!({ "credHelpers": { server.host(): "ocidl-oauth" } });
+    let out = with_config(&tmp, token_pull(&tmp, &server), config)
         .env("PATH", &path_with_helpers(tmp.path()))
         .run();
     assert_wrote(&tmp, &out, &files);
@@ -834,10 +821,8 @@ fn config_credentials_go_to_the_token_realm_as_basic_and_nowhere_else() {
     let realm_server = FakeServer::start(|req: &Request| token_endpoint(req, "access-3"));
     let server = bearer_registry(content, "access-3", Some(realm_server.url("/token")));
     let tmp = TempDir::new();
-    let config = docker_config(tmp.join("docker"), auths(&server.host(), PASS));
-    let out = token_pull(&tmp, &server)
-        .env("DOCKER_CONFIG", &config)
-        .run();
+    let config = auths(&server.host(), PASS);
+    let out = with_config(&tmp, token_pull(&tmp, &server), config).run();
     assert_wrote(&tmp, &out, &files);
 
     let tokens = realm_server.requests();
@@ -859,16 +844,7 @@ fn config_credentials_go_to_the_token_realm_as_basic_and_nowhere_else() {
 #[test]
 fn redirect_to_another_origin_does_not_carry_the_users_credentials() {
     let (content, files) = token_content();
-    let cdn = {
-        let content = Arc::clone(&content);
-        FakeServer::start(move |req: &Request| {
-            let digest = req.path().strip_prefix("/blob/").unwrap_or_default();
-            match content.blob(digest) {
-                Some(bytes) => Response::ok(bytes),
-                None => Response::new(404),
-            }
-        })
-    };
+    let cdn = cdn(Arc::clone(&content));
     let cdn_base = cdn.url("/blob/");
     let server = FakeServer::start(move |req: &Request| {
         if req.authorization() != Some(basic_auth(USER, PASS).as_str()) {
@@ -881,10 +857,8 @@ fn redirect_to_another_origin_does_not_carry_the_users_credentials() {
         }
     });
     let tmp = TempDir::new();
-    let config = docker_config(tmp.join("docker"), auths(&server.host(), PASS));
-    let out = token_pull(&tmp, &server)
-        .env("DOCKER_CONFIG", &config)
-        .run();
+    let config = auths(&server.host(), PASS);
+    let out = with_config(&tmp, token_pull(&tmp, &server), config).run();
     assert_wrote(&tmp, &out, &files);
     let hops = cdn.requests();
     assert!(hops.len() >= files.len(), "{hops:?}");
@@ -953,10 +927,7 @@ fn docker_hub_keys_all_name_docker_hub() {
             "index.docker.io/library/tool:v1",
         ] {
             let tmp = TempDir::new();
-            let config = docker_config(tmp.join("docker"), auths(key, PASS));
-            let out = hub_pull(&tmp, reference)
-                .env("DOCKER_CONFIG", &config)
-                .run();
+            let out = with_config(&tmp, hub_pull(&tmp, reference), auths(key, PASS)).run();
             assert_pulled(&tmp, &out);
         }
     }
@@ -970,12 +941,8 @@ fn docker_hub_keys_all_name_docker_hub() {
     // A helper for Docker Hub is asked about docker's key for it.
     let tmp = TempDir::new();
     let log = helper(tmp.path(), "ocidl-hub", &answers(USER, PASS));
-    let config = docker_config(
-        tmp.join("docker"),
-        json!({ "credHelpers": { "https://index.docker.io/v1/": "ocidl-hub" } }),
-    );
-    let out = hub_pull(&tmp, "tool:v1")
-        .env("DOCKER_CONFIG", &config)
+    let config = json!({ "credHelpers": { "https://index.docker.io/v1/": "ocidl-hub" } });
+    let out = with_config(&tmp, hub_pull(&tmp, "tool:v1"), config)
         .env("PATH", &path_with_helpers(tmp.path()))
         .run();
     assert_pulled(&tmp, &out);
@@ -983,12 +950,8 @@ fn docker_hub_keys_all_name_docker_hub() {
 
     // An entry for another registry is not Docker Hub's.
     let tmp = TempDir::new();
-    let config = docker_config(
-        tmp.join("docker"),
-        json!({ "auths": { "docker.example": auth(USER, PASS), reg.host(): auth(USER, PASS) } }),
-    );
-    let out = hub_pull(&tmp, "tool:v1")
-        .env("DOCKER_CONFIG", &config)
-        .run();
+    let config =
+        json!({ "auths": { "docker.example": auth(USER, PASS), reg.host(): auth(USER, PASS) } });
+    let out = with_config(&tmp, hub_pull(&tmp, "tool:v1"), config).run();
     assert_refused(&tmp, &out);
 }

@@ -3,7 +3,7 @@
 
 use crate::support::push::{Descriptor, IndexKind, Layer, Pusher, DOCKER_LAYER};
 use crate::support::registry::Registry;
-use crate::support::run::ocidl;
+use crate::support::run::{pull_plain, Output};
 use crate::support::{assert_file, assert_files, assert_tree, host_architecture, TempDir};
 
 const REPO: &str = "pkgforge/multi";
@@ -64,6 +64,11 @@ fn push_multi_platform(push: &Pusher, kind: IndexKind) -> Descriptor {
     push.push_index(REPO, "v1", kind, &entries)
 }
 
+/// Pulls `REPO:v1` from `reg` into `tmp`, with `flags` (say `--platform`).
+fn pull_v1(tmp: &TempDir, reg: &Registry, flags: &[&str]) -> Output {
+    pull_plain(tmp.path(), flags, &reg.reference(&format!("{REPO}:v1"))).run()
+}
+
 fn pulls_each_requested_platform(kind: IndexKind) {
     let reg = Registry::start();
     push_multi_platform(&reg.pusher(), kind);
@@ -75,14 +80,7 @@ fn pulls_each_requested_platform(kind: IndexKind) {
     ];
     for (requested, built_for) in cases {
         let tmp = TempDir::new();
-        let out = ocidl(tmp.path())
-            .args([
-                "--plain-http",
-                "--platform",
-                requested,
-                &reg.reference(&format!("{REPO}:v1")),
-            ])
-            .run();
+        let out = pull_v1(&tmp, &reg, &["--platform", requested]);
         out.assert_success();
         assert_file(&tmp.join("tool"), &build_for(built_for));
         assert_tree(tmp.path(), &["tool"]);
@@ -93,9 +91,7 @@ fn pulls_this_machines_platform_by_default(kind: IndexKind) {
     let reg = Registry::start();
     push_multi_platform(&reg.pusher(), kind);
     let tmp = TempDir::new();
-    let out = ocidl(tmp.path())
-        .args(["--plain-http", &reg.reference(&format!("{REPO}:v1"))])
-        .run();
+    let out = pull_v1(&tmp, &reg, &[]);
     let expected = match host_architecture() {
         "amd64" => "linux/amd64",
         "arm64" => "linux/arm64/v8",
@@ -117,14 +113,7 @@ fn reports_missing_platform_with_the_available_ones(kind: IndexKind) {
     push_multi_platform(&reg.pusher(), kind);
     for requested in ["linux/s390x", "windows/amd64", "linux/arm/v5"] {
         let tmp = TempDir::new();
-        let out = ocidl(tmp.path())
-            .args([
-                "--plain-http",
-                "--platform",
-                requested,
-                &reg.reference(&format!("{REPO}:v1")),
-            ])
-            .run();
+        let out = pull_v1(&tmp, &reg, &["--platform", requested]);
         let line = out.assert_error(1, "no manifest for platform");
         for available in ["linux/amd64", "linux/arm64", "linux/arm/v7", "linux/arm/v6"] {
             assert!(
@@ -181,13 +170,8 @@ fn docker_schema2_manifest_pulls_its_titled_layers() {
     reg.pusher()
         .push_docker_schema2(REPO, "docker", "linux/amd64", &layers);
 
-    ocidl(tmp.path())
-        .args([
-            "--plain-http",
-            "-o",
-            "out",
-            &reg.reference(&format!("{REPO}:docker")),
-        ])
+    let reference = reg.reference(&format!("{REPO}:docker"));
+    pull_plain(tmp.path(), &["-o", "out"], &reference)
         .run()
         .assert_success();
     assert_files(&tmp.join("out"), &files);
@@ -205,14 +189,8 @@ fn digest_of_an_index_is_looked_up_as_a_blob() {
     let tmp = TempDir::new();
     let reg = Registry::start();
     let index = push_multi_platform(&reg.pusher(), IndexKind::Oci);
-    let out = ocidl(tmp.path())
-        .args([
-            "--plain-http",
-            "-o",
-            "index.json",
-            &reg.reference(&format!("{REPO}@{}", index.digest)),
-        ])
-        .run();
+    let reference = reg.reference(&format!("{REPO}@{}", index.digest));
+    let out = pull_plain(tmp.path(), &["-o", "index.json"], &reference).run();
     out.assert_error(1, "not found");
     assert_tree(tmp.path(), &[]);
 }

@@ -2,7 +2,7 @@
 //! directory, a new directory (trailing '/'), and stdout.
 
 use crate::support::registry::Registry;
-use crate::support::run::{ocidl, Output};
+use crate::support::run::{pull_plain, Output};
 use crate::support::{assert_file, assert_tree, random_bytes, write_file, TempDir};
 
 const REPO: &str = "pkgforge/bincache/trurl";
@@ -17,11 +17,24 @@ fn blob_registry() -> (Registry, Vec<u8>, String) {
 }
 
 fn fetch(tmp: &TempDir, reference: &str, output: Option<&str>) -> Output {
-    let mut cmd = ocidl(tmp.path()).arg("--plain-http");
-    if let Some(output) = output {
-        cmd = cmd.args(["-o", output]);
-    }
-    cmd.arg(reference).run()
+    let flags = match output {
+        Some(output) => vec!["-o", output],
+        None => vec![],
+    };
+    pull_plain(tmp.path(), &flags, reference).run()
+}
+
+/// Fetches the blob with `-o output` into a fresh directory set up by `prepare`; checks that
+/// it worked, that the bytes landed at `lands`, and that the tree is `tree` after.
+fn fetch_to(prepare: impl FnOnce(&TempDir), output: &str, lands: &str, tree: &[&str]) -> Output {
+    let tmp = TempDir::new();
+    let (_reg, data, reference) = blob_registry();
+    prepare(&tmp);
+    let out = fetch(&tmp, &reference, Some(output));
+    out.assert_success();
+    assert_file(&tmp.join(lands), &data);
+    assert_tree(tmp.path(), tree);
+    out
 }
 
 #[test]
@@ -38,53 +51,40 @@ fn blob_default_name_is_the_repository_basename() {
 
 #[test]
 fn blob_to_a_named_file() {
-    let tmp = TempDir::new();
-    let (_reg, data, reference) = blob_registry();
-    fetch(&tmp, &reference, Some("my-trurl"))
-        .assert_success()
-        .assert_stdout_empty();
-    assert_file(&tmp.join("my-trurl"), &data);
-    assert_tree(tmp.path(), &["my-trurl"]);
+    fetch_to(|_| {}, "my-trurl", "my-trurl", &["my-trurl"]).assert_stdout_empty();
 }
 
 #[test]
 fn blob_to_a_file_in_an_existing_directory() {
-    let tmp = TempDir::new();
-    let (_reg, data, reference) = blob_registry();
-    tmp.mkdir("bin");
-    fetch(&tmp, &reference, Some("bin/tool")).assert_success();
-    assert_file(&tmp.join("bin/tool"), &data);
-    assert_tree(tmp.path(), &["bin", "bin/tool"]);
+    let bin = |tmp: &TempDir| {
+        tmp.mkdir("bin");
+    };
+    fetch_to(bin, "bin/tool", "bin/tool", &["bin", "bin/tool"]);
 }
 
 #[test]
 fn blob_replaces_an_existing_file() {
-    let tmp = TempDir::new();
-    let (_reg, data, reference) = blob_registry();
-    write_file(&tmp.join("trurl"), b"an older trurl");
-    fetch(&tmp, &reference, Some("trurl")).assert_success();
-    assert_file(&tmp.join("trurl"), &data);
-    assert_tree(tmp.path(), &["trurl"]);
+    let older = |tmp: &TempDir| write_file(&tmp.join("trurl"), b"an older trurl");
+    fetch_to(older, "trurl", "trurl", &["trurl"]);
 }
 
 #[test]
 fn blob_into_an_existing_directory() {
-    let tmp = TempDir::new();
-    let (_reg, data, reference) = blob_registry();
-    tmp.mkdir("bin");
     // Without a trailing slash: an existing directory still means "put it inside".
-    fetch(&tmp, &reference, Some("bin")).assert_success();
-    assert_file(&tmp.join("bin/trurl"), &data);
-    assert_tree(tmp.path(), &["bin", "bin/trurl"]);
+    let bin = |tmp: &TempDir| {
+        tmp.mkdir("bin");
+    };
+    fetch_to(bin, "bin", "bin/trurl", &["bin", "bin/trurl"]);
 }
 
 #[test]
 fn blob_into_a_new_directory_with_trailing_slash() {
-    let tmp = TempDir::new();
-    let (_reg, data, reference) = blob_registry();
-    fetch(&tmp, &reference, Some("newdir/")).assert_success();
-    assert_file(&tmp.join("newdir/trurl"), &data);
-    assert_tree(tmp.path(), &["newdir", "newdir/trurl"]);
+    fetch_to(
+        |_| {},
+        "newdir/",
+        "newdir/trurl",
+        &["newdir", "newdir/trurl"],
+    );
 }
 
 #[test]
@@ -101,9 +101,7 @@ fn blob_to_stdout() {
     );
     assert_tree(tmp.path(), &[]);
 
-    let quiet = ocidl(tmp.path())
-        .args(["--plain-http", "-q", "-o", "-", &reference])
-        .run();
+    let quiet = pull_plain(tmp.path(), &["-q", "-o", "-"], &reference).run();
     quiet.assert_success().assert_stderr_empty();
     assert!(quiet.stdout == data);
 }
@@ -112,9 +110,7 @@ fn blob_to_stdout() {
 fn blob_quiet_prints_nothing() {
     let tmp = TempDir::new();
     let (_reg, data, reference) = blob_registry();
-    let out = ocidl(tmp.path())
-        .args(["--plain-http", "-q", &reference])
-        .run();
+    let out = pull_plain(tmp.path(), &["-q"], &reference).run();
     out.assert_success()
         .assert_stderr_empty()
         .assert_stdout_empty();

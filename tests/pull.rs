@@ -5,13 +5,18 @@ use std::os::unix::fs::symlink;
 
 use crate::support::push::Layer;
 use crate::support::registry::Registry;
-use crate::support::run::ocidl;
+use crate::support::run::{pull_plain, Output};
 use crate::support::{
     assert_file, assert_files, assert_no_temp_files, assert_tree, file_refs, list_tree,
     trurl_files, write_file, TempDir,
 };
 
 const REPO: &str = "pkgforge/bincache/trurl";
+
+/// Pulls `rest` (a reference without the registry) from `reg` into `tmp`, with `flags`.
+fn pull(tmp: &TempDir, reg: &Registry, flags: &[&str], rest: &str) -> Output {
+    pull_plain(tmp.path(), flags, &reg.reference(rest)).run()
+}
 
 #[test]
 fn package_lands_in_a_new_output_directory() {
@@ -21,14 +26,12 @@ fn package_lands_in_a_new_output_directory() {
     reg.pusher()
         .push_package(REPO, "0.16-x86_64-linux", &file_refs(&files));
 
-    let out = ocidl(tmp.path())
-        .args([
-            "--plain-http",
-            "-o",
-            "out/trurl",
-            &reg.reference(&format!("{REPO}:0.16-x86_64-linux")),
-        ])
-        .run();
+    let out = pull(
+        &tmp,
+        &reg,
+        &["-o", "out/trurl"],
+        &format!("{REPO}:0.16-x86_64-linux"),
+    );
     out.assert_success().assert_stdout_empty();
     assert_files(&tmp.join("out/trurl"), &files);
     assert_tree(
@@ -59,10 +62,7 @@ fn package_lands_in_the_working_directory_by_default() {
     let files = trurl_files();
     reg.pusher().push_package(REPO, "v1", &file_refs(&files));
 
-    ocidl(tmp.path())
-        .args(["--plain-http", &reg.reference(&format!("{REPO}:v1"))])
-        .run()
-        .assert_success();
+    pull(&tmp, &reg, &[], &format!("{REPO}:v1")).assert_success();
     assert_files(tmp.path(), &files);
     assert_tree(
         tmp.path(),
@@ -78,10 +78,7 @@ fn package_without_tag_is_latest() {
     push.push_package(REPO, "v1", &[("trurl", b"old")]);
     push.push_package(REPO, "latest", &[("trurl", b"newest")]);
 
-    ocidl(tmp.path())
-        .args(["--plain-http", &reg.reference(REPO)])
-        .run()
-        .assert_success();
+    pull(&tmp, &reg, &[], REPO).assert_success();
     assert_file(&tmp.join("trurl"), b"newest");
 }
 
@@ -93,15 +90,7 @@ fn successful_pull_replaces_an_older_file() {
         .push_package(REPO, "v2", &[("trurl", b"version 2")]);
     write_file(&tmp.join("out/trurl"), b"version 1, longer than version 2");
 
-    ocidl(tmp.path())
-        .args([
-            "--plain-http",
-            "-o",
-            "out",
-            &reg.reference(&format!("{REPO}:v2")),
-        ])
-        .run()
-        .assert_success();
+    pull(&tmp, &reg, &["-o", "out"], &format!("{REPO}:v2")).assert_success();
     assert_file(&tmp.join("out/trurl"), b"version 2");
     assert_tree(tmp.path(), &["out", "out/trurl"]);
 }
@@ -118,14 +107,7 @@ fn nested_titles_create_subdirectories() {
     reg.pusher()
         .push_package("pkgforge/tool", "v1", &file_refs(&files));
 
-    let out = ocidl(tmp.path())
-        .args([
-            "--plain-http",
-            "-o",
-            "pkg",
-            &reg.reference("pkgforge/tool:v1"),
-        ])
-        .run();
+    let out = pull(&tmp, &reg, &["-o", "pkg"], "pkgforge/tool:v1");
     out.assert_success();
     assert_files(&tmp.join("pkg"), &files);
     assert_tree(
@@ -157,9 +139,7 @@ fn untitled_layers_are_skipped_with_a_note() {
     ];
     reg.pusher().push_pkgforge_layers(REPO, "v1", &layers);
 
-    let out = ocidl(tmp.path())
-        .args(["--plain-http", &reg.reference(&format!("{REPO}:v1"))])
-        .run();
+    let out = pull(&tmp, &reg, &[], &format!("{REPO}:v1"));
     out.assert_success().assert_stderr_contains("skipped");
     assert_tree(tmp.path(), &["trurl", "trurl.json"]);
     assert_file(&tmp.join("trurl"), b"binary");
@@ -174,15 +154,7 @@ fn quiet_pull_prints_nothing() {
 
     for quiet in ["-q", "--quiet"] {
         let dir = format!("out{quiet}");
-        let out = ocidl(tmp.path())
-            .args([
-                "--plain-http",
-                quiet,
-                "-o",
-                &dir,
-                &reg.reference(&format!("{REPO}:v1")),
-            ])
-            .run();
+        let out = pull(&tmp, &reg, &[quiet, "-o", &dir], &format!("{REPO}:v1"));
         out.assert_success()
             .assert_stderr_empty()
             .assert_stdout_empty();
@@ -197,14 +169,7 @@ fn package_to_stdout_is_refused() {
     reg.pusher()
         .push_package(REPO, "v1", &[("trurl", b"binary")]);
 
-    let out = ocidl(tmp.path())
-        .args([
-            "--plain-http",
-            "-o",
-            "-",
-            &reg.reference(&format!("{REPO}:v1")),
-        ])
-        .run();
+    let out = pull(&tmp, &reg, &["-o", "-"], &format!("{REPO}:v1"));
     assert_ne!(out.code, 0, "a package written to stdout");
     assert!(
         out.stderr.contains("ocidl: "),
@@ -217,18 +182,24 @@ fn package_to_stdout_is_refused() {
 
 /// Pushes a one-file package titled `title` and pulls it into `<tmp>/work/out`; returns the
 /// run's output. Escapes would land in `<tmp>/work` or `<tmp>/outside`, all inside `tmp`.
-fn pull_title(tmp: &TempDir, reg: &Registry, title: &str) -> crate::support::run::Output {
+fn pull_title(tmp: &TempDir, reg: &Registry, title: &str) -> Output {
     let repo = "pkgforge/evil";
     reg.pusher()
         .push_pkgforge_layers(repo, "v1", &[Layer::file(title, b"pwned")]);
-    ocidl(&tmp.join("work"))
-        .args([
-            "--plain-http",
-            "-o",
-            "out",
-            &reg.reference(&format!("{repo}:v1")),
-        ])
-        .run()
+    pull_plain(
+        &tmp.join("work"),
+        &["-o", "out"],
+        &reg.reference(&format!("{repo}:v1")),
+    )
+    .run()
+}
+
+/// `pull_title` of `title` through a symlink the test planted under `tmp/work/out`: refused
+/// as unsafe, leaving the tree `tree`.
+fn assert_refused_through_symlink(tmp: &TempDir, title: &str, tree: &[&str]) {
+    let reg = Registry::start();
+    pull_title(tmp, &reg, title).assert_error(1, "unsafe title");
+    assert_tree(tmp.path(), tree);
 }
 
 #[test]
@@ -271,31 +242,22 @@ fn unsafe_titles_are_refused() {
 #[test]
 fn symlink_parent_escaping_the_output_dir_is_refused() {
     let tmp = TempDir::new();
-    let reg = Registry::start();
     tmp.mkdir("work/out");
     tmp.mkdir("outside");
     symlink(tmp.join("outside"), tmp.join("work/out/link")).unwrap();
-
-    let out = pull_title(&tmp, &reg, "link/payload");
-    out.assert_error(1, "unsafe title");
-    assert_tree(
-        tmp.path(),
-        &["outside", "work", "work/out", "work/out/link"],
-    );
+    let tree = ["outside", "work", "work/out", "work/out/link"];
+    assert_refused_through_symlink(&tmp, "link/payload", &tree);
 }
 
 #[test]
 fn symlink_deeper_in_the_title_is_refused() {
     let tmp = TempDir::new();
-    let reg = Registry::start();
     tmp.mkdir("work/out/bin");
     tmp.mkdir("outside");
     symlink("../../../outside", tmp.join("work/out/bin/lib")).unwrap();
-
-    let out = pull_title(&tmp, &reg, "bin/lib/payload");
-    out.assert_error(1, "unsafe title");
-    assert_tree(
-        tmp.path(),
+    assert_refused_through_symlink(
+        &tmp,
+        "bin/lib/payload",
         &[
             "outside",
             "work",

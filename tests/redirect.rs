@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use crate::support::fake::{Content, FakeServer, Request, Response};
-use crate::support::run::ocidl;
-use crate::support::{assert_files, assert_tree, digest_of, random_bytes, TempDir};
+use crate::support::fake::{cdn, Content, FakeServer, Request, Response};
+use crate::support::run::{pull_plain, Ocidl};
+use crate::support::{assert_files, assert_tree, digest_of, file_refs, random_bytes, TempDir};
 
 const REPO: &str = "pkgforge/x";
 
@@ -14,17 +14,6 @@ fn files() -> Vec<(&'static str, Vec<u8>)> {
         ("x", random_bytes(100 * 1024, 9)),
         ("x.json", b"{}".to_vec()),
     ]
-}
-
-/// A "CDN" on its own port serving blobs at `/blob/<digest>` to anyone.
-fn cdn(content: Arc<Content>) -> FakeServer {
-    FakeServer::start(move |req: &Request| {
-        let digest = req.path().strip_prefix("/blob/").unwrap_or_default();
-        match content.blob(digest) {
-            Some(bytes) => Response::ok(bytes),
-            None => Response::new(404),
-        }
-    })
 }
 
 /// A registry that requires ghcr's `Bearer QQ==` (so the client holds an Authorization
@@ -46,9 +35,13 @@ fn redirecting_registry(
 
 fn package_content(files: &[(&'static str, Vec<u8>)]) -> Arc<Content> {
     let mut content = Content::new();
-    let refs: Vec<(&str, &[u8])> = files.iter().map(|(t, d)| (*t, d.as_slice())).collect();
-    content.add_package(REPO, "tag", &refs);
+    content.add_package(REPO, "tag", &file_refs(files));
     Arc::new(content)
+}
+
+/// A pull of `REPO:tag` from `server` into `tmp`, over plain HTTP, with `flags` too.
+fn pull(tmp: &TempDir, server: &FakeServer, flags: &[&str]) -> Ocidl {
+    pull_plain(tmp.path(), flags, &server.reference(&format!("{REPO}:tag")))
 }
 
 #[test]
@@ -63,13 +56,7 @@ fn blob_redirect_to_another_port_drops_authorization() {
             Response::redirect(status, &format!("{cdn_url}{digest}?sig=abc"))
         });
 
-        let out = ocidl(tmp.path())
-            .args([
-                "--ghcr",
-                "--plain-http",
-                &registry.reference(&format!("{REPO}:tag")),
-            ])
-            .run();
+        let out = pull(&tmp, &registry, &["--ghcr"]).run();
         out.assert_success();
         assert_files(tmp.path(), &files);
         let seen = cdn.requests();
@@ -107,14 +94,7 @@ fn relative_redirect_on_the_same_registry_is_followed() {
             None => served.serve(req),
         }
     });
-    ocidl(tmp.path())
-        .args([
-            "--ghcr",
-            "--plain-http",
-            &registry.reference(&format!("{REPO}:tag")),
-        ])
-        .run()
-        .assert_success();
+    pull(&tmp, &registry, &["--ghcr"]).run().assert_success();
     assert_files(tmp.path(), &files);
 }
 
@@ -131,9 +111,7 @@ fn redirect_loop_fails_instead_of_hanging() {
         }
         content.serve(req)
     });
-    let out = ocidl(tmp.path())
-        .args(["--plain-http", &registry.reference(&format!("{REPO}:tag"))])
-        .run();
+    let out = pull(&tmp, &registry, &[]).run();
     out.assert_code(1);
     let hops = registry.requests_to("/loop/").len();
     assert!(hops < 100, "{hops} redirects followed");
@@ -166,10 +144,7 @@ fn redirect_ping_pong_between_servers_fails() {
         },
     );
     a_port.set(a.port()).unwrap();
-    ocidl(tmp.path())
-        .args(["--plain-http", &a.reference(&format!("{REPO}:tag"))])
-        .run()
-        .assert_code(1);
+    pull(&tmp, &a, &[]).run().assert_code(1);
     assert!(b.requests().len() < 100, "{} bounces", b.requests().len());
     assert_tree(tmp.path(), &[]);
 }

@@ -1,7 +1,9 @@
 //! A TLS registry with a CA made at test time: refused without `--ca-file`, trusted with it.
 
+use std::path::Path;
+
 use crate::support::registry::{Options, Registry};
-use crate::support::run::ocidl;
+use crate::support::run::{ocidl, Ocidl};
 use crate::support::{assert_file, assert_files, assert_tree, file_refs, trurl_files, TempDir};
 
 const REPO: &str = "pkgforge/trurl";
@@ -13,14 +15,26 @@ fn tls_registry() -> Registry {
     reg
 }
 
+/// `REPO:v1` on `reg`, as a reference.
+fn v1(reg: &Registry) -> String {
+    reg.reference(&format!("{REPO}:v1"))
+}
+
+/// `v1` both without a scheme and with `https://`: either way TLS, and the same checks.
+fn v1_spellings(reg: &Registry) -> [String; 2] {
+    [v1(reg), format!("https://{}", v1(reg))]
+}
+
+/// `ocidl --ca-file CA` in `tmp`.
+fn with_ca(tmp: &TempDir, ca: &Path) -> Ocidl {
+    ocidl(tmp.path()).arg("--ca-file").arg(ca)
+}
+
 #[test]
 fn untrusted_certificate_is_refused() {
     let tmp = TempDir::new();
     let reg = tls_registry();
-    for reference in [
-        reg.reference(&format!("{REPO}:v1")),
-        format!("https://{}", reg.reference(&format!("{REPO}:v1"))),
-    ] {
+    for reference in v1_spellings(&reg) {
         let out = ocidl(tmp.path()).arg(&reference).run();
         let line = out.assert_error(1, "certificate");
         assert!(
@@ -35,17 +49,9 @@ fn untrusted_certificate_is_refused() {
 fn ca_file_makes_the_registry_trusted() {
     let reg = tls_registry();
     let ca = reg.ca_file();
-    for reference in [
-        reg.reference(&format!("{REPO}:v1")),
-        format!("https://{}", reg.reference(&format!("{REPO}:v1"))),
-    ] {
+    for reference in v1_spellings(&reg) {
         let tmp = TempDir::new();
-        ocidl(tmp.path())
-            .arg("--ca-file")
-            .arg(&ca)
-            .arg(&reference)
-            .run()
-            .assert_success();
+        with_ca(&tmp, &ca).arg(&reference).run().assert_success();
         assert_files(tmp.path(), &trurl_files());
     }
 }
@@ -55,9 +61,7 @@ fn ca_file_fetches_a_blob() {
     let tmp = TempDir::new();
     let reg = Registry::start_tls();
     let blob = reg.pusher().push_blob(REPO, b"tls blob");
-    ocidl(tmp.path())
-        .arg("--ca-file")
-        .arg(reg.ca_file())
+    with_ca(&tmp, &reg.ca_file())
         .arg(reg.reference(&format!("{REPO}@{}", blob.digest)))
         .run()
         .assert_success();
@@ -70,10 +74,8 @@ fn another_ca_is_not_enough() {
     let reg = tls_registry();
     // A second registry's CA: valid PEM, wrong signer.
     let other = Registry::start_tls();
-    ocidl(tmp.path())
-        .arg("--ca-file")
-        .arg(other.ca_file())
-        .arg(reg.reference(&format!("{REPO}:v1")))
+    with_ca(&tmp, &other.ca_file())
+        .arg(v1(&reg))
         .run()
         .assert_error(1, "certificate");
     assert_tree(tmp.path(), &[]);
@@ -84,11 +86,11 @@ fn plain_http_to_a_tls_registry_fails() {
     let tmp = TempDir::new();
     let reg = tls_registry();
     ocidl(tmp.path())
-        .args(["--plain-http", &reg.reference(&format!("{REPO}:v1"))])
+        .args(["--plain-http", &v1(&reg)])
         .run()
         .assert_code(1);
     ocidl(tmp.path())
-        .arg(format!("http://{}", reg.reference(&format!("{REPO}:v1"))))
+        .arg(format!("http://{}", v1(&reg)))
         .run()
         .assert_code(1);
     assert_tree(tmp.path(), &[]);
@@ -104,9 +106,7 @@ fn tls_with_basic_auth() {
     let reference = reg.reference(&format!("{REPO}:v1"));
 
     let tmp = TempDir::new();
-    ocidl(tmp.path())
-        .arg("--ca-file")
-        .arg(reg.ca_file())
+    with_ca(&tmp, &reg.ca_file())
         .args(["-u", "ocidl", "--password-stdin", &reference])
         .stdin(b"pw\n")
         .run()
@@ -114,9 +114,7 @@ fn tls_with_basic_auth() {
     assert_file(&tmp.join("trurl"), b"both");
 
     let tmp = TempDir::new();
-    ocidl(tmp.path())
-        .arg("--ca-file")
-        .arg(reg.ca_file())
+    with_ca(&tmp, &reg.ca_file())
         .arg(&reference)
         .run()
         .assert_error(1, "authentication required");
@@ -127,12 +125,8 @@ fn tls_with_basic_auth() {
 fn missing_ca_file_is_an_error() {
     let tmp = TempDir::new();
     let reg = tls_registry();
-    let out = ocidl(tmp.path())
-        .args([
-            "--ca-file",
-            "no-such-ca.pem",
-            &reg.reference(&format!("{REPO}:v1")),
-        ])
+    let out = with_ca(&tmp, Path::new("no-such-ca.pem"))
+        .arg(v1(&reg))
         .run();
     assert_ne!(out.code, 0);
     assert!(

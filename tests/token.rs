@@ -6,8 +6,8 @@ use std::sync::Arc;
 use serde_json::json;
 
 use crate::support::fake::{Content, FakeServer, Request, Response};
-use crate::support::run::ocidl;
-use crate::support::{assert_files, assert_tree, basic_auth, random_bytes, TempDir};
+use crate::support::run::{pull_plain, Ocidl};
+use crate::support::{assert_files, assert_tree, basic_auth, file_refs, random_bytes, TempDir};
 
 const REPO: &str = "pkgforge/x";
 const GHCR_ANONYMOUS: &str = "Bearer QQ==";
@@ -21,9 +21,13 @@ fn package() -> (Content, Vec<(&'static str, Vec<u8>)>) {
         ("CHECKSUM", b"sums\n".to_vec()),
     ];
     let mut content = Content::new();
-    let refs: Vec<(&str, &[u8])> = files.iter().map(|(t, d)| (*t, d.as_slice())).collect();
-    content.add_package(REPO, "tag", &refs);
+    content.add_package(REPO, "tag", &file_refs(&files));
     (content, files)
+}
+
+/// The challenge for requests without an accepted token: get one from `/token` here.
+fn challenge(req: &Request) -> Response {
+    Response::bearer_challenge_here(req, "fake", &format!("repository:{REPO}:pull"))
 }
 
 /// A registry whose `/token` endpoint hands out `TOKEN` (as `token_field`), and whose API
@@ -41,12 +45,14 @@ fn token_registry(
         }
         match req.authorization() {
             Some(auth) if accepted.contains(&auth) => content.serve(req),
-            _ => {
-                let realm = format!("http://{}/token", req.header("host").unwrap_or_default());
-                Response::bearer_challenge(&realm, "fake", &format!("repository:{REPO}:pull"))
-            }
+            _ => challenge(req),
         }
     })
+}
+
+/// A pull of `REPO:tag` from `server` into `tmp`, over plain HTTP, with `flags` too.
+fn pull(tmp: &TempDir, server: &FakeServer, flags: &[&str]) -> Ocidl {
+    pull_plain(tmp.path(), flags, &server.reference(&format!("{REPO}:tag")))
 }
 
 /// Requests to the registry API for `REPO` (manifests and blobs), leaving out `/v2/` pings.
@@ -60,13 +66,7 @@ fn ghcr_shortcut_needs_no_token_request() {
     let (content, files) = package();
     let server = token_registry(content, &[GHCR_ANONYMOUS], "token");
 
-    let out = ocidl(tmp.path())
-        .args([
-            "--ghcr",
-            "--plain-http",
-            &server.reference(&format!("{REPO}:tag")),
-        ])
-        .run();
+    let out = pull(&tmp, &server, &["--ghcr"]).run();
     out.assert_success();
     assert_files(tmp.path(), &files);
     assert!(
@@ -93,9 +93,7 @@ fn bearer_challenge_fetches_one_token_for_the_whole_package() {
     let (content, files) = package();
     let server = token_registry(content, &["Bearer t0k"], "token");
 
-    let out = ocidl(tmp.path())
-        .args(["--plain-http", &server.reference(&format!("{REPO}:tag"))])
-        .run();
+    let out = pull(&tmp, &server, &[]).run();
     out.assert_success();
     assert_files(tmp.path(), &files);
     assert_tree(tmp.path(), &["CHECKSUM", "x", "x.json"]);
@@ -136,10 +134,7 @@ fn access_token_field_is_accepted() {
     let tmp = TempDir::new();
     let (content, files) = package();
     let server = token_registry(content, &["Bearer t0k"], "access_token");
-    ocidl(tmp.path())
-        .args(["--plain-http", &server.reference(&format!("{REPO}:tag"))])
-        .run()
-        .assert_success();
+    pull(&tmp, &server, &[]).run().assert_success();
     assert_files(tmp.path(), &files);
 }
 
@@ -150,13 +145,7 @@ fn refused_ghcr_shortcut_falls_back_to_the_token_flow() {
     // QQ== is challenged like any other credential; only the real token passes.
     let server = token_registry(content, &["Bearer t0k"], "token");
 
-    let out = ocidl(tmp.path())
-        .args([
-            "--ghcr",
-            "--plain-http",
-            &server.reference(&format!("{REPO}:tag")),
-        ])
-        .run();
+    let out = pull(&tmp, &server, &["--ghcr"]).run();
     out.assert_success();
     assert_files(tmp.path(), &files);
     let api = api_requests(&server);
@@ -185,20 +174,10 @@ fn ghcr_shortcut_refused_with_403_falls_back_too() {
         match req.authorization() {
             Some("Bearer t0k") => content.serve(req),
             Some(GHCR_ANONYMOUS) => Response::error(403, "DENIED", "denied"),
-            _ => {
-                let realm = format!("http://{}/token", req.header("host").unwrap_or_default());
-                Response::bearer_challenge(&realm, "fake", &format!("repository:{REPO}:pull"))
-            }
+            _ => challenge(req),
         }
     });
-    ocidl(tmp.path())
-        .args([
-            "--ghcr",
-            "--plain-http",
-            &server.reference(&format!("{REPO}:tag")),
-        ])
-        .run()
-        .assert_success();
+    pull(&tmp, &server, &["--ghcr"]).run().assert_success();
     assert_files(tmp.path(), &files);
 }
 
@@ -207,14 +186,7 @@ fn token_request_carries_the_users_credentials() {
     let tmp = TempDir::new();
     let (content, files) = package();
     let server = token_registry(content, &["Bearer t0k"], "token");
-    ocidl(tmp.path())
-        .args([
-            "--plain-http",
-            "-u",
-            "bob",
-            "--password-stdin",
-            &server.reference(&format!("{REPO}:tag")),
-        ])
+    pull(&tmp, &server, &["-u", "bob", "--password-stdin"])
         .stdin(b"hunter2\n")
         .run()
         .assert_success();
@@ -232,11 +204,9 @@ fn token_endpoint_refusal_is_authentication_required() {
         if req.path() == "/token" {
             return Response::error(401, "UNAUTHORIZED", "bad credentials");
         }
-        let realm = format!("http://{}/token", req.header("host").unwrap_or_default());
-        Response::bearer_challenge(&realm, "fake", &format!("repository:{REPO}:pull"))
+        challenge(req)
     });
-    ocidl(tmp.path())
-        .args(["--plain-http", &server.reference(&format!("{REPO}:tag"))])
+    pull(&tmp, &server, &[])
         .run()
         .assert_error(1, "authentication required");
     assert_tree(tmp.path(), &[]);
@@ -253,8 +223,7 @@ fn token_that_keeps_being_refused_is_authentication_required() {
     let tmp = TempDir::new();
     let (content, _files) = package();
     let server = token_registry(content, &["Bearer never-issued"], "token");
-    ocidl(tmp.path())
-        .args(["--plain-http", &server.reference(&format!("{REPO}:tag"))])
+    pull(&tmp, &server, &[])
         .run()
         .assert_error(1, "authentication required");
     assert!(

@@ -812,47 +812,67 @@ fn main() {
     let package = format!("{PKG_REPO}:{PKG_TAG}");
     let blob = format!("{PKG_REPO}@{}", pkg_files[0].blob.digest);
     let other_package = format!("{other}:{PKG_TAG}");
-    let scenarios: [(&str, bool, &[&str], Vec<&str>, &[&str], &'static str); 4] = [
-        (
-            "ghcr-like (`--ghcr`, `Bearer QQ==` accepted), package",
-            true,
-            &[PKG_REPO],
-            vec![&package],
-            &["a"],
-            "1 manifest GET + 100 blob GETs, 0 token",
-        ),
-        (
-            "token registry (Bearer challenge), package",
-            false,
-            &[PKG_REPO],
-            vec![&package],
-            &["a"],
-            "1 challenge, 1 token",
-        ),
-        (
+    struct Scenario<'a> {
+        label: &'static str,
+        ghcr: bool,
+        repos: &'a [&'a str],
+        references: Vec<&'a str>,
+        check: &'a [&'a str],
+        expected: &'static str,
+    }
+    let scenarios = [
+        Scenario {
+            label: "ghcr-like (`--ghcr`, `Bearer QQ==` accepted), package",
+            ghcr: true,
+            repos: &[PKG_REPO],
+            references: vec![&package],
+            check: &["a"],
+            expected: "1 manifest GET + 100 blob GETs, 0 token",
+        },
+        Scenario {
+            label: "token registry (Bearer challenge), package",
+            ghcr: false,
+            repos: &[PKG_REPO],
+            references: vec![&package],
+            check: &["a"],
+            expected: "1 challenge, 1 token",
+        },
+        Scenario {
             // Same scope, so the same token.
-            "token registry, package + one of its blobs in one run",
-            false,
-            &[PKG_REPO],
-            vec![&package, &blob],
-            &[],
-            "1 challenge, 1 token",
-        ),
-        (
-            "token registry, two packages (two repositories) in one run",
-            false,
-            &[PKG_REPO, other],
-            vec![&package, &other_package],
-            &["a"],
-            "2 challenges, 2 tokens (one per scope)",
-        ),
+            label: "token registry, package + one of its blobs in one run",
+            ghcr: false,
+            repos: &[PKG_REPO],
+            references: vec![&package, &blob],
+            check: &[],
+            expected: "1 challenge, 1 token",
+        },
+        Scenario {
+            label: "token registry, two packages (two repositories) in one run",
+            ghcr: false,
+            repos: &[PKG_REPO, other],
+            references: vec![&package, &other_package],
+            check: &["a"],
+            expected: "2 challenges, 2 tokens (one per scope)",
+        },
     ];
-    for (label, ghcr, repos, references, check, expected) in scenarios {
+    for Scenario {
+        label,
+        ghcr,
+        repos,
+        references,
+        check,
+        expected,
+    } in scenarios
+    {
         let (server, challenges) = match ghcr {
             true => ghcr_like(fake_content(repos), PKG_REPO),
             false => token_registry(fake_content(repos), PKG_REPO),
         };
-        let mut args: Vec<String> = if ghcr { vec!["--ghcr".into()] } else { Vec::new() };
+        let mut args: Vec<String> = if ghcr {
+            vec!["--ghcr".into()]
+        } else {
+            Vec::new()
+        };
         args.extend(references.iter().map(|r| server.reference(r)));
         args.extend(["-o".to_string(), "a".to_string()]);
         let error = run_fake(args, check);

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 pub const GNU_TIME: &str = "/usr/bin/time";
 
-
 extern "C" {
     fn kill(pid: i32, sig: i32) -> i32;
     fn sync();

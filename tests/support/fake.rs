@@ -143,6 +143,13 @@ impl Response {
         )
     }
 
+    /// 401 with a bearer challenge whose realm is `/token` on the server that got `req` (the
+    /// Host header names it), as a registry with its own token endpoint answers.
+    pub fn bearer_challenge_here(req: &Request, service: &str, scope: &str) -> Response {
+        let realm = format!("http://{}/token", req.header("host").unwrap_or_default());
+        Response::bearer_challenge(&realm, service, scope)
+    }
+
     /// A redirect (`status` 301/302/303/307/308) to `location`.
     pub fn redirect(status: u16, location: &str) -> Response {
         Response::new(status).header("Location", location)
@@ -525,6 +532,18 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A "CDN" on its own port serving `content`'s blobs at `/blob/<digest>` to anyone: where
+/// registries like ghcr.io and Docker Hub redirect blob requests.
+pub fn cdn(content: Arc<Content>) -> FakeServer {
+    FakeServer::start(move |req: &Request| {
+        let digest = req.path().strip_prefix("/blob/").unwrap_or_default();
+        match content.blob(digest) {
+            Some(bytes) => Response::ok(bytes),
+            None => Response::new(404),
+        }
+    })
 }
 
 /// Registry content served from memory: what a handler hands to when the request is allowed.

@@ -48,6 +48,12 @@ pub fn ocidl(cwd: &Path) -> Ocidl {
     }
 }
 
+/// `ocidl --plain-http FLAGS... REFERENCE` in `cwd`: a pull from one of the tests' servers,
+/// which speak plain HTTP unless they are TLS ones.
+pub fn pull_plain(cwd: &Path, flags: &[&str], reference: &str) -> Ocidl {
+    ocidl(cwd).arg("--plain-http").args(flags).arg(reference)
+}
+
 pub struct Ocidl {
     cwd: PathBuf,
     args: Vec<OsString>,
