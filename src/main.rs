@@ -45,7 +45,8 @@ fn main() -> ExitCode {
     };
     sys::stop_on_signals();
     if args.insecure {
-        eprintln!("ocidl: warning: --insecure: TLS certificates are not verified; anyone on the path can change what is downloaded before it is checked against its digest");
+        // Digests still protect each blob, but not which manifest a tag names.
+        eprintln!("ocidl: warning: --insecure: TLS certificates are not verified; whoever is on the path can serve other content under a tag");
     }
     let mut client = match client(&args) {
         Ok(client) => client,
