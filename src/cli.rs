@@ -73,10 +73,13 @@ EXIT STATUS:
     0  every reference was written and verified
     1  a download failed (network, registry, verification, file system)
     2  usage error (bad flag or reference), found before anything was sent
+    130, 143  stopped by SIGINT, SIGTERM; what was downloaded is kept, and rerunning resumes
 
 EXAMPLES:
     ocidl ghcr.io/pkgforge/bincache/curl/stunnel/trurl:8.11.1-x86_64-linux -o trurl/
     ocidl ghcr.io/pkgforge/bincache/curl/stunnel/trurl@sha256:<hex> -o /usr/local/bin/trurl
+    ocidl ghcr.io/pkgforge/bincache/curl/stunnel/trurl:8.11.1-x86_64-linux --include trurl -o - > trurl
+    ocidl ghcr.io/pkgforge/bincache/curl/stunnel/trurl --tags
 ";
 
 /// Where files go: a path (file or directory, depending on what is pulled) or stdout.
