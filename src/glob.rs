@@ -7,7 +7,6 @@ use std::str::FromStr;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Glob {
-    text: String,
     tokens: Vec<Token>,
 }
 
@@ -26,10 +25,6 @@ impl Glob {
     pub fn matches(&self, name: &str) -> bool {
         let name: Vec<char> = name.chars().collect();
         matches_at(&self.tokens, &name)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.text
     }
 }
 
@@ -128,10 +123,7 @@ impl FromStr for Glob {
                 c => Token::Char(c),
             });
         }
-        Ok(Glob {
-            text: text.to_string(),
-            tokens,
-        })
+        Ok(Glob { tokens })
     }
 }
 
