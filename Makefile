@@ -25,9 +25,10 @@ static: musl-deps
 test: test-deps
 	cargo test
 
-# A local registry, a pkgforge-shaped package published to it, and ocidl pulling it.
+# The main job: a local registry, a pkgforge-shaped package published to it, and the release
+# ocidl pulling it, printed as a terminal session (see tests/demo/main.rs).
 demo: test-deps
-	cargo test --test tests demo:: -- --nocapture
+	cargo test --release --quiet --test demo
 
 # What the tests start: the CNCF distribution registry, htpasswd for its Basic auth,
 # openssl for its TLS certificates, curl to check the test registry by hand, and script

@@ -445,14 +445,14 @@ mod tests {
         }
     }
 
-    /// distribution/reference's own table, as data in ../shared/conformance.
+    /// distribution/reference's own table, as data (see tests/data/README.md).
     #[test]
     fn conformance_vectors() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/conformance/reference-vectors.json"
+            "/tests/data/reference-vectors.json"
         );
-        let text = std::fs::read_to_string(path).expect("shared/conformance beside the checkout");
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
         let vectors: serde_json::Value = serde_json::from_str(&text).unwrap();
         let vectors = vectors.as_array().unwrap();
         assert!(vectors.len() > 80);

@@ -9,11 +9,11 @@ use crate::support::fake::{FakeServer, Response};
 use crate::support::run::ocidl;
 use crate::support::{digest_of, TempDir};
 
-/// distribution's reference test table turned into data, shared with the src unit tests.
-/// CI checks shared/ out beside the repository.
+/// distribution's reference test table turned into data, shared with the src unit tests
+/// (see tests/data/README.md).
 const VECTORS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/conformance/reference-vectors.json"
+    "/tests/data/reference-vectors.json"
 );
 
 /// A server that answers every request 404 and records it; used both as the registry a

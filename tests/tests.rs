@@ -7,7 +7,6 @@ mod support;
 
 mod auth;
 mod credentials;
-mod demo;
 mod display;
 mod faults;
 mod harness;
