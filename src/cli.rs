@@ -11,8 +11,8 @@ use crate::error::{Error, Result};
 use crate::glob::Glob;
 use crate::manifest::Platform;
 use crate::reference::{Defaults, Reference, Target};
-use crate::registry::DEFAULT_TIMEOUT;
 use crate::retry::DEFAULT_RETRIES;
+use crate::transport::{DEFAULT_SPEED_LIMIT, DEFAULT_SPEED_TIME, DEFAULT_TIMEOUT, MAX_SECONDS};
 
 pub const HELP: &str = "\
 ocidl: download files from OCI registries (ghcr.io and any distribution-spec registry),
@@ -57,7 +57,11 @@ REGISTRY:
 NETWORK:
         --retries N       tries after the first on dropped connections, timeouts, 408, 429
                           and 5xx, with backoff and the server's Retry-After [default: 5]
-        --timeout SECONDS to connect, for a reply, and between two reads of a body [default: 30]
+        --timeout SECONDS to connect, for a reply, between two reads of a body, for a
+                          credential helper, and for another ocidl's lock to move [default: 30]
+        --speed-limit BYTES, --speed-time SECONDS
+                          a body slower than BYTES a second over SECONDS fails, and is retried
+                          and resumed [default: 1024 over 30]
 
     -h, --help            this help
     -V, --version         the version
@@ -100,6 +104,8 @@ pub struct Args {
     pub username: Option<String>,
     pub retries: u32,
     pub timeout: Duration,
+    pub speed_limit: u64,
+    pub speed_time: Duration,
     pub insecure: bool,
     pub quiet: bool,
     pub json: bool,
@@ -153,6 +159,8 @@ pub fn parse_args(mut parser: lexopt::Parser) -> Result<Command> {
     let mut quiet = false;
     let mut retries = DEFAULT_RETRIES;
     let mut timeout = DEFAULT_TIMEOUT;
+    let mut speed_limit = DEFAULT_SPEED_LIMIT;
+    let mut speed_time = DEFAULT_SPEED_TIME;
     let mut insecure = false;
     let mut json = false;
     let mut modes = Vec::new();
@@ -177,13 +185,9 @@ pub fn parse_args(mut parser: lexopt::Parser) -> Result<Command> {
             Short('u') | Long("username") => username = Some(utf8(parser.value()?, "--username")?),
             Long("password-stdin") => password_stdin = true,
             Long("retries") => retries = number(&mut parser, "--retries")?,
-            Long("timeout") => {
-                let seconds: u64 = number(&mut parser, "--timeout")?;
-                if seconds == 0 {
-                    return Err(Error::Usage("--timeout must be at least 1 second".into()));
-                }
-                timeout = Duration::from_secs(seconds);
-            }
+            Long("timeout") => timeout = seconds(&mut parser, "--timeout")?,
+            Long("speed-time") => speed_time = seconds(&mut parser, "--speed-time")?,
+            Long("speed-limit") => speed_limit = number(&mut parser, "--speed-limit")?,
             Long("insecure") => insecure = true,
             Short('q') | Long("quiet") => quiet = true,
             Long("json") => json = true,
@@ -253,6 +257,8 @@ pub fn parse_args(mut parser: lexopt::Parser) -> Result<Command> {
         username,
         retries,
         timeout,
+        speed_limit,
+        speed_time,
         insecure,
         quiet,
         json,
@@ -268,6 +274,17 @@ fn number<T: std::str::FromStr>(parser: &mut lexopt::Parser, flag: &str) -> Resu
     value
         .parse()
         .map_err(|_| Error::Usage(format!("{flag} takes a whole number, not '{value}'")))
+}
+
+/// A number of seconds from 1 to `MAX_SECONDS`.
+fn seconds(parser: &mut lexopt::Parser, flag: &str) -> Result<Duration> {
+    let seconds: u64 = number(parser, flag)?;
+    if !(1..=MAX_SECONDS).contains(&seconds) {
+        return Err(Error::Usage(format!(
+            "{flag} takes 1 to {MAX_SECONDS} seconds, not {seconds}"
+        )));
+    }
+    Ok(Duration::from_secs(seconds))
 }
 
 fn glob(parser: &mut lexopt::Parser, flag: &str) -> Result<Glob> {
@@ -350,6 +367,11 @@ mod tests {
         assert_eq!(run(&["--list", "--json", "x.io/y"]).mode, Mode::List);
         let a = run(&["--retries", "0", "--timeout", "2", "x.io/y"]);
         assert_eq!((a.retries, a.timeout), (0, Duration::from_secs(2)));
+        let a = run(&["--speed-limit", "0", "--speed-time", "86400", "x.io/y"]);
+        assert_eq!(
+            (a.speed_limit, a.speed_time),
+            (0, Duration::from_secs(86_400))
+        );
     }
 
     #[test]
@@ -391,6 +413,12 @@ mod tests {
             (&["--retries", "-1", "x.io/y"], "--retries"),
             (&["--timeout", "0", "x.io/y"], "--timeout"),
             (&["--timeout", "soon", "x.io/y"], "--timeout"),
+            (&["--timeout", "18446744073709551615", "x.io/y"], "1 to 86400"),
+            (&["--timeout", "18446744073709551616", "x.io/y"], "whole number"),
+            (&["--timeout", "86401", "x.io/y"], "1 to 86400"),
+            (&["--speed-time", "0", "x.io/y"], "--speed-time"),
+            (&["--speed-limit", "-5", "x.io/y"], "--speed-limit"),
+            (&["--retries", "4294967296", "x.io/y"], "--retries"),
         ] {
             match parse(args) {
                 Err(e) => {

@@ -15,18 +15,22 @@
 //! Hub. Secrets are never printed: `Credentials` hides them from `Debug`, and a helper's
 //! output is never quoted in an error.
 
-use std::io::Write;
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::auth::{base64_decode, Credentials};
 use crate::error::{Error, Result};
 use crate::reference::DOCKER_HUB;
+use crate::sys;
 
 /// The key docker writes for Docker Hub, and what its credential helpers expect.
 const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
+/// A helper's answer is a line of JSON; more than this is not an answer.
+const HELPER_OUTPUT: usize = 64 << 10;
 
 /// What the environment says, looked up once at start-up so tests can hand in their own.
 pub struct Sources {
@@ -36,11 +40,13 @@ pub struct Sources {
     pub docker_config: Option<PathBuf>,
     /// Podman's auth file, when there is one.
     pub auth_json: Option<PathBuf>,
+    /// How long a credential helper may take before it is stopped (`--timeout`).
+    pub helper_deadline: Duration,
 }
 
 impl Sources {
     /// Reads the variables and finds the files (missing files are simply not sources).
-    pub fn from_env(explicit: Option<Credentials>) -> Result<Sources> {
+    pub fn from_env(explicit: Option<Credentials>, helper_deadline: Duration) -> Result<Sources> {
         let var = |name: &str| {
             std::env::var_os(name)
                 .filter(|v| !v.is_empty())
@@ -79,6 +85,7 @@ impl Sources {
             explicit,
             docker_config: docker_config.filter(|p| p.is_file()),
             auth_json,
+            helper_deadline,
         })
     }
 
@@ -90,7 +97,7 @@ impl Sources {
         }
         if let Some(path) = &self.docker_config {
             let config = read_json(path)?;
-            if let Some(c) = from_docker_config(&config, host, path)? {
+            if let Some(c) = from_docker_config(&config, host, path, self.helper_deadline)? {
                 return Ok(Some(c));
             }
         }
@@ -113,7 +120,12 @@ fn read_json(path: &Path) -> Result<Value> {
 }
 
 /// Docker's order: a helper for this host, then the default store, then the file itself.
-fn from_docker_config(config: &Value, host: &str, path: &Path) -> Result<Option<Credentials>> {
+fn from_docker_config(
+    config: &Value,
+    host: &str,
+    path: &Path,
+    deadline: Duration,
+) -> Result<Option<Credentials>> {
     let helper_for_host = config
         .get("credHelpers")
         .and_then(Value::as_object)
@@ -124,7 +136,7 @@ fn from_docker_config(config: &Value, host: &str, path: &Path) -> Result<Option<
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty());
     if let Some(helper) = helper_for_host.or(store) {
-        return run_helper(helper, host, path);
+        return run_helper(helper, host, path, deadline);
     }
     match best_entry(config, host, None) {
         Some(entry) => from_entry(entry, path).map(Some),
@@ -195,8 +207,15 @@ fn from_entry(entry: &Value, path: &Path) -> Result<Credentials> {
     ))
 }
 
-/// `docker-credential-<name> get`, with the registry on stdin, as docker runs it.
-fn run_helper(name: &str, host: &str, config: &Path) -> Result<Option<Credentials>> {
+/// `docker-credential-<name> get`, with the registry on stdin, as docker runs it. The helper
+/// gets `deadline` to answer and at most `HELPER_OUTPUT` bytes to say it in; past either it
+/// is killed. Its stderr is not read: a helper's words may quote secrets.
+fn run_helper(
+    name: &str,
+    host: &str,
+    config: &Path,
+    deadline: Duration,
+) -> Result<Option<Credentials>> {
     let program = format!("docker-credential-{name}");
     let failed = |cause: String| Error::Helper {
         program: program.clone(),
@@ -212,28 +231,28 @@ fn run_helper(name: &str, host: &str, config: &Path) -> Result<Option<Credential
         .arg("get")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => failed("not found on PATH".into()),
+            io::ErrorKind::NotFound => failed("not found on PATH".into()),
             _ => failed(e.to_string()),
         })?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(server.as_bytes());
+    sys::track_child(Some(child.id()));
+    let answer = answer_of(&mut child, server, deadline);
+    if answer.is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
     }
-    let output = child
-        .wait_with_output()
-        .map_err(|e| failed(e.to_string()))?;
-    if !output.status.success() {
-        let said = String::from_utf8_lossy(&output.stdout).to_string()
-            + &String::from_utf8_lossy(&output.stderr);
+    sys::track_child(None);
+    let (status, output) = answer.map_err(failed)?;
+    if !status.success() {
         // Helpers say this (and exit 1) for a host they hold nothing for.
-        if said.contains("credentials not found") {
+        if String::from_utf8_lossy(&output).contains("credentials not found") {
             return Ok(None);
         }
-        return Err(failed(format!("exited with {}", output.status)));
+        return Err(failed(format!("exited with {status}")));
     }
-    let answer: Value = serde_json::from_slice(&output.stdout)
+    let answer: Value = serde_json::from_slice(&output)
         .map_err(|_| failed("answered something that is not JSON".into()))?;
     let field = |key: &str| {
         answer
@@ -249,6 +268,60 @@ fn run_helper(name: &str, host: &str, config: &Path) -> Result<Option<Credential
         ("<token>", false) => Some(Credentials::from_identity_token(secret)),
         (_, false) => Some(Credentials::basic_pair(username, secret)),
     })
+}
+
+/// Hands `server` to the helper and collects what it prints until it exits, polling its
+/// stdout without blocking: a helper that hangs, or leaves a child holding the pipe open,
+/// cannot hold ocidl past `deadline`.
+fn answer_of(
+    child: &mut Child,
+    server: &str,
+    deadline: Duration,
+) -> Result<(ExitStatus, Vec<u8>), String> {
+    if let Some(mut stdin) = child.stdin.take() {
+        // A helper that exits without reading is judged by its answer, not by this.
+        let _ = stdin.write_all(server.as_bytes());
+    }
+    let mut stdout = child.stdout.take().ok_or("no stdout")?;
+    sys::set_nonblocking(&stdout).map_err(|e| e.to_string())?;
+    let until = Instant::now() + deadline;
+    let mut output = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let mut status = None;
+    loop {
+        match stdout.read(&mut chunk) {
+            Ok(0) if status.is_some() => break,
+            Ok(0) => {}
+            Ok(n) => {
+                output.extend_from_slice(&chunk[..n]);
+                if output.len() > HELPER_OUTPUT {
+                    return Err(format!("printed more than {HELPER_OUTPUT} bytes"));
+                }
+                continue;
+            }
+            // Exited, and nothing more is in the pipe (a grandchild may keep it open).
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && status.is_some() => break,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.to_string()),
+        }
+        if status.is_none() {
+            status = child.try_wait().map_err(|e| e.to_string())?;
+            if status.is_some() {
+                continue; // read what it wrote before it exited
+            }
+        }
+        if Instant::now() >= until {
+            return Err(format!(
+                "did not answer within {} s (--timeout); stopped it",
+                deadline.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    status
+        .map(|status| (status, output))
+        .ok_or_else(|| "no exit status".to_string())
 }
 
 /// A config key as a host: scheme and path dropped, Docker Hub's names made one.
@@ -384,6 +457,7 @@ mod tests {
             explicit: None,
             docker_config: Some(docker.clone()),
             auth_json: Some(podman.clone()),
+            helper_deadline: Duration::from_secs(5),
         };
         assert_eq!(
             creds(sources.lookup("a.io", "x").unwrap()),
@@ -408,6 +482,7 @@ mod tests {
             explicit: None,
             docker_config: Some(docker),
             auth_json: None,
+            helper_deadline: Duration::from_secs(5),
         };
         match sources.lookup("a.io", "x") {
             Err(e) => assert!(

@@ -58,6 +58,7 @@ pub fn to_path(
             &mut Stream {
                 out: &mut file,
                 path: target,
+                written: 0,
             },
             progress,
         )
@@ -74,7 +75,7 @@ pub fn to_path(
     if let Some(size) = store::holds(target, job.digest, job.size)? {
         return Ok(Outcome::UpToDate(size));
     }
-    let mut partial = Partial::open(target, job.digest, job.quiet)?;
+    let mut partial = Partial::open(target, job.digest, job.quiet, client.timeout())?;
     if stamp() != before {
         if let Some(size) = store::holds(target, job.digest, job.size)? {
             partial.discard();
@@ -99,21 +100,24 @@ pub fn to_path(
 }
 
 /// Writes the blob to standard output. The bytes reach the reader before the check ends,
-/// so a mismatch is reported by the exit status: pipelines must look at it.
+/// so a mismatch is reported by the exit status: pipelines must look at it. A reader that
+/// goes away early (`| head -c 10`) did not get the blob, and that is a failure too.
 pub fn to_stdout(client: &mut Client, job: &Job, progress: &mut Progress) -> Result<u64> {
     let stdout = io::stdout();
     let mut out = stdout.lock();
-    let n = fetch(
-        client,
-        job,
-        &mut Stream {
-            out: &mut out,
-            path: Path::new("-"),
-        },
-        progress,
-    )?;
-    out.flush().map_err(Error::Stdout)?;
-    Ok(n)
+    let mut stream = Stream {
+        out: &mut out,
+        path: Path::new("-"),
+        written: 0,
+    };
+    let result = fetch(client, job, &mut stream, progress)
+        .and_then(|n| stream.flush().map(|()| n).map_err(|e| stream.error(e)));
+    match result {
+        Err(Error::Stdout(e)) if e.kind() == io::ErrorKind::BrokenPipe => Err(Error::ReaderGone {
+            written: stream.written,
+        }),
+        other => other,
+    }
 }
 
 /// Where verified bytes go while they stream.
@@ -156,11 +160,15 @@ impl Sink for Partial {
 struct Stream<'a, W: Write> {
     out: &'a mut W,
     path: &'a Path,
+    /// Bytes the reader has taken.
+    written: u64,
 }
 
 impl<W: Write> Write for Stream<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.out.write(buf)
+        let n = self.out.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
@@ -192,13 +200,19 @@ fn fetch(
     progress.advance(have);
     let mut etag: Option<String> = None;
     let mut backoff = Backoff::new(client.retries());
+    // The furthest any body got: only bytes past it earn the retry budget back, so a
+    // server that sends the same bytes again and again cannot keep a run going for ever.
+    let mut furthest = have;
     let mut buffer = vec![0u8; BUFFER];
     loop {
         let mut blob = client.blob(job.repo, job.digest, have, etag.as_deref())?;
+        // A blob of another size than the descriptor's can never verify: fail now, not
+        // after fetching it whole again on every retry.
         if blob.start == 0 {
-            verifier.expect_size(blob.len);
-            progress.expect(blob.len);
+            verifier.expect_size(blob.len)?;
+            progress.expect(verifier.size());
         }
+        verifier.expect_size(blob.total)?;
         etag = blob.etag.take().or(etag);
         let mut skip = 0;
         if blob.start != have {
@@ -206,14 +220,12 @@ fn fetch(
             // take bytes back, so the ones it already has are read past.
             if sink.restart()? {
                 verifier = Verifier::new(job.digest, job.size);
-                verifier.expect_size(blob.len);
+                verifier.expect_size(blob.len)?;
                 progress.rewind();
-                have = 0;
             } else {
                 skip = have;
             }
         }
-        let before = have;
         match copy(
             &mut blob.reader,
             sink,
@@ -225,9 +237,10 @@ fn fetch(
             Ok(()) => break,
             Err(e) if e.is_transient() => {
                 have = verifier.seen();
-                if have >= before + PROGRESS {
+                if have >= furthest + PROGRESS {
                     backoff.reset();
                 }
+                furthest = furthest.max(have);
                 let Some(delay) = backoff.next_delay(None) else {
                     return Err(e);
                 };

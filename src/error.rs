@@ -31,16 +31,22 @@ pub enum Error {
     Denied,
     /// A status we have no better word for ("503 Service Unavailable").
     Status { status: String, url: String },
-    /// More redirects than `registry::MAX_REDIRECTS`, or a redirect without a usable Location.
+    /// More redirects than `transport::MAX_REDIRECTS`, or a redirect without a usable Location.
     Redirect(String),
+    /// A request `policy.rs` does not allow: credentials to another origin or in clear, a
+    /// redirect from https to http, a tag list continued on another server.
+    Refused(String),
+    /// A token service answered something that is not a usable token.
+    Token(String),
     /// The registry's answer is not something we can use (bad JSON, schema1, missing fields).
     BadManifest(String),
     /// Content hashed to another digest than the one it was asked for by.
     DigestMismatch { expected: Digest, actual: Digest },
     /// Content was shorter or longer than its descriptor said.
     SizeMismatch { expected: u64, actual: u64 },
-    /// A layer title that would write outside the output directory, or is not a file name.
-    UnsafeTitle { title: String, reason: &'static str },
+    /// A layer title that would write outside the output directory, is not a plain file name
+    /// (control characters, too long), or names the same path as another title.
+    UnsafeTitle { title: String, reason: String },
     /// `--include`/`--exclude` left no file of the package.
     NoMatch(String),
     /// `-o -` with a package whose `--include`/`--exclude` kept more than one file.
@@ -66,8 +72,10 @@ pub enum Error {
     Kept { path: PathBuf, source: Box<Error> },
     /// One file of a package failed; says which.
     Layer { title: String, source: Box<Error> },
-    /// Writing to standard output failed (a closed pipe is not reported, see `main`).
+    /// Writing to standard output failed (a listing's closed pipe is not reported, see `main`).
     Stdout(io::Error),
+    /// The reader of a blob on standard output went away before it had all of it.
+    ReaderGone { written: u64 },
 }
 
 impl Error {
@@ -84,7 +92,7 @@ impl Error {
     /// Failures that another try may not meet: the network, not the content or the user.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Connect { cause, .. } => cause != "host not found",
+            Error::Connect { cause, .. } => cause != crate::transport::HOST_NOT_FOUND,
             Error::Network(_) | Error::BodyCut(_) => true,
             _ => false,
         }
@@ -119,6 +127,8 @@ impl fmt::Display for Error {
             Error::Denied => write!(f, "access denied"),
             Error::Status { status, url } => write!(f, "HTTP {status} from {url}"),
             Error::Redirect(msg) => write!(f, "redirect failed: {msg}"),
+            Error::Refused(msg) => write!(f, "refused: {msg}"),
+            Error::Token(msg) => write!(f, "token service: {msg}"),
             Error::BadManifest(msg) => write!(f, "unusable manifest: {msg}"),
             Error::DigestMismatch { expected, actual } => {
                 write!(f, "digest mismatch: expected {expected}, got {actual}")
@@ -171,6 +181,10 @@ impl fmt::Display for Error {
             }
             Error::Layer { title, source } => write!(f, "{title}: {source}"),
             Error::Stdout(cause) => write!(f, "standard output: {cause}"),
+            Error::ReaderGone { written } => write!(
+                f,
+                "standard output was closed after {written} bytes: the blob was not delivered whole"
+            ),
         }
     }
 }

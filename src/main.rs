@@ -15,11 +15,12 @@ use ocidl::auth::Credentials;
 use ocidl::cli::{self, Args, Command, Mode};
 use ocidl::credentials;
 use ocidl::error::{Error, Result};
-use ocidl::progress::Progress;
+use ocidl::progress::{self, Progress};
 use ocidl::pull::{self, Report};
 use ocidl::reference::Reference;
-use ocidl::registry::{self, Client};
-use ocidl::sys;
+use ocidl::registry::Client;
+use ocidl::transport::{self, Transport};
+use ocidl::{sys, text};
 
 const EXIT_FAILURE: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -28,19 +29,12 @@ const VERSION: &str = concat!("ocidl ", env!("CARGO_PKG_VERSION"));
 
 fn main() -> ExitCode {
     if cli::lone_version(std::env::args_os()) {
-        print(VERSION);
-        return ExitCode::SUCCESS;
+        return printed(VERSION);
     }
     let args = match cli::parse_args(lexopt::Parser::from_env()) {
         Ok(Command::Run(args)) => args,
-        Ok(Command::Help) => {
-            print(cli::HELP.trim_end());
-            return ExitCode::SUCCESS;
-        }
-        Ok(Command::Version) => {
-            print(VERSION);
-            return ExitCode::SUCCESS;
-        }
+        Ok(Command::Help) => return printed(cli::HELP.trim_end()),
+        Ok(Command::Version) => return printed(VERSION),
         Err(e) => return ExitCode::from(report(None, &e)),
     };
     sys::stop_on_signals();
@@ -63,27 +57,41 @@ fn main() -> ExitCode {
         }
         if args.json {
             documents.push(done.to_json(reference, args.mode, result.as_ref().err()));
-        } else if args.mode != Mode::Pull && !print(&done.lines(args.mode).join("\n")) {
-            return ExitCode::SUCCESS;
+        } else if args.mode != Mode::Pull {
+            if let Err(e) = print(&done.lines(args.mode).join("\n")) {
+                return ExitCode::from(worst.max(report(None, &e)));
+            }
         }
     }
     if args.json {
-        print(&serde_json::json!({ "references": documents }).to_string());
+        let json = serde_json::json!({ "references": documents }).to_string();
+        if let Err(e) = print(&text::escape_json(&json)) {
+            return ExitCode::from(worst.max(report(None, &e)));
+        }
     }
     progress.summary();
     ExitCode::from(worst)
 }
 
-/// Prints lines of output to stdout; false when the reader has gone (`| head`).
-fn print(text: &str) -> bool {
+/// Prints lines of output to stdout. A reader that has gone (`| head`) is its own business;
+/// any other failure (`> /dev/full`) is an error.
+fn print(text: &str) -> Result<()> {
     if text.is_empty() {
-        return true;
+        return Ok(());
     }
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.write_all(b"\n"))
         .and_then(|()| out.flush())
-        .is_ok()
+        .map_err(Error::Stdout)
+}
+
+/// `--help` and `--version`: printed, and an error when they could not be.
+fn printed(text: &str) -> ExitCode {
+    match print(text) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => ExitCode::from(report(None, &e)),
+    }
 }
 
 fn client(args: &Args) -> Result<Client> {
@@ -96,19 +104,22 @@ fn client(args: &Args) -> Result<Client> {
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
     };
-    Client::new(registry::Options {
+    let transport = Transport::new(transport::Options {
         ca_files: args.ca_file.iter().cloned().collect(),
         env_ca_files: env_path("SSL_CERT_FILE").into_iter().collect(),
         env_ca_dirs: env_path("SSL_CERT_DIR")
             .map(|dirs| std::env::split_paths(&dirs).collect())
             .unwrap_or_default(),
-        proxies: registry::Proxies::from_env()?,
-        credentials: credentials::Sources::from_env(explicit)?,
+        proxies: transport::Proxies::from_env()?,
         retries: args.retries,
         timeout: args.timeout,
+        speed_limit: args.speed_limit,
+        speed_time: args.speed_time,
         insecure: args.insecure,
         quiet: args.quiet,
-    })
+    })?;
+    let sources = credentials::Sources::from_env(explicit, args.timeout)?;
+    Ok(Client::new(transport, sources))
 }
 
 /// `--password-stdin`: the whole of stdin, less one trailing newline (`echo $TOKEN |`).
@@ -125,15 +136,17 @@ fn read_password() -> Result<String> {
     Ok(password.to_string())
 }
 
-/// Prints an error as one line and returns its exit status.
+/// Prints an error as one line and returns its exit status. What a server sent may be in
+/// it (a URL, a media type, a realm), so it is escaped first.
 fn report(reference: Option<&Reference>, e: &Error) -> u8 {
     if e.is_broken_pipe() {
         return 0;
     }
-    match reference {
-        Some(reference) => eprintln!("ocidl: {reference}: {e}"),
-        None => eprintln!("ocidl: {e}"),
-    }
+    let line = match reference {
+        Some(reference) => format!("ocidl: {reference}: {e}"),
+        None => format!("ocidl: {e}"),
+    };
+    progress::note(format_args!("{line}"));
     if e.is_usage() {
         EXIT_USAGE
     } else {

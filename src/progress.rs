@@ -8,6 +8,8 @@ use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::text;
+
 const REDRAW: Duration = Duration::from_millis(100);
 
 /// Whether a progress line is on the screen now. There is one stderr per process, so one
@@ -15,10 +17,11 @@ const REDRAW: Duration = Duration::from_millis(100);
 /// line off first instead of being glued onto it.
 static LINE_SHOWN: AtomicBool = AtomicBool::new(false);
 
-/// Prints a note (a retry, a skipped layer) on stderr, on a line of its own.
+/// Prints a note (a status line, a retry, an error) on stderr, on a line of its own, with
+/// whatever a server put in it escaped (`text::escape`).
 pub fn note(message: fmt::Arguments) {
     clear_line();
-    eprintln!("{message}");
+    eprintln!("{}", text::escape(&message.to_string()));
 }
 
 fn clear_line() {
@@ -61,7 +64,7 @@ impl Progress {
 
     pub fn start(&mut self, name: &str, total: Option<u64>) {
         self.file = Some(File {
-            name: name.to_string(),
+            name: text::escape(name).into_owned(),
             total,
             done: 0,
             started: Instant::now(),

@@ -17,6 +17,7 @@ use crate::progress::{self, human_size, Progress};
 use crate::reference::{Reference, Repository, Target};
 use crate::registry::Client;
 use crate::store;
+use crate::text::escape;
 
 /// What one reference gave: its files (written, up to date, or listed) or its tags.
 #[derive(Debug, Default)]
@@ -52,16 +53,18 @@ impl Report {
         doc
     }
 
-    /// `--list` and `--tags` without `--json`: one line each, tab-separated, on stdout.
+    /// `--list` and `--tags` without `--json`: one record a line, tab-separated, on stdout.
+    /// A tab or newline a registry put in a title, tag or media type is escaped, so it can
+    /// neither add a column nor a line.
     pub fn lines(&self, mode: Mode) -> Vec<String> {
         match mode {
-            Mode::Tags => self.tags.clone(),
+            Mode::Tags => self.tags.iter().map(|t| escape(t).into_owned()).collect(),
             _ => self
                 .files
                 .iter()
                 .map(|f| {
-                    let title = f.title.as_deref().unwrap_or("-");
-                    let media_type = f.media_type.as_deref().unwrap_or("-");
+                    let title = escape(f.title.as_deref().unwrap_or("-"));
+                    let media_type = escape(f.media_type.as_deref().unwrap_or("-"));
                     format!("{title}\t{}\t{}\t{media_type}", f.size, f.digest)
                 })
                 .collect(),
@@ -188,16 +191,15 @@ fn pull_package(
     if args.output != Some(Output::Stdout) {
         fs::create_dir_all(root).map_err(Error::file(root))?;
     }
-    let mut files = Vec::new();
-    for layer in chosen {
-        let title = layer.title.as_deref().unwrap_or_default();
-        let path = match args.output {
-            Some(Output::Stdout) => None,
-            _ => Some(store::safe_path(root, title)?),
-        };
-        files.push((path, layer, title));
-    }
-    for (path, layer, title) in files {
+    let titles: Vec<&str> = chosen
+        .iter()
+        .map(|l| l.title.as_deref().unwrap_or_default())
+        .collect();
+    let paths: Vec<Option<PathBuf>> = match args.output {
+        Some(Output::Stdout) => vec![None; chosen.len()],
+        _ => store::plan(root, &titles)?.into_iter().map(Some).collect(),
+    };
+    for ((path, layer), title) in paths.into_iter().zip(chosen).zip(titles) {
         let job = Job {
             repo,
             digest: &layer.digest,

@@ -17,7 +17,9 @@
 //! - A `:` starts a tag only when no `/` follows it, so `host:5000/repo` still parses. A tag is
 //!   a word character then up to 127 of `[A-Za-z0-9_.-]`. No tag means `latest`.
 //! - `@sha256:` and 64 lowercase hex characters name one blob. Given both, the digest wins and
-//!   the tag is only a label, as in Docker.
+//!   the tag is only a label, as in Docker. Manifests may name sha512 content, and it is
+//!   verified, but a reference takes sha256 only: distribution refuses `@sha512:` references
+//!   (`ErrDigestUnsupported`), and ocidl's grammar is distribution's.
 //!
 //! Defaults are applied here and nowhere else: the constants below.
 
@@ -173,7 +175,7 @@ fn parse(input: &str, defaults: Defaults) -> Result<Reference, String> {
     }
 
     let (name_and_tag, digest) = match rest.split_once('@') {
-        Some((before, after)) => (before, Some(after.parse::<Digest>()?)),
+        Some((before, after)) => (before, Some(reference_digest(after)?)),
         None => (rest, None),
     };
     let (name, tag) = match name_and_tag.rsplit_once(':') {
@@ -232,6 +234,15 @@ fn looks_like_registry(first: &str) -> bool {
     first.contains(['.', ':'])
         || first == "localhost"
         || first.bytes().any(|b| b.is_ascii_uppercase())
+}
+
+/// The digest after `@`: sha256 only (see the module's notes).
+fn reference_digest(text: &str) -> Result<Digest, String> {
+    let digest = text.parse::<Digest>()?;
+    match digest.algorithm() {
+        crate::digest::Algorithm::Sha256 => Ok(digest),
+        _ => Err("a reference's digest is sha256 (as in distribution's grammar)".into()),
+    }
 }
 
 fn check_tag(tag: &str) -> Result<(), String> {

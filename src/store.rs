@@ -11,42 +11,66 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
 use crate::digest::{Digest, Verifier};
 use crate::error::{Error, Result};
 use crate::progress;
 use crate::sys;
+use crate::text;
 
 /// The copy buffer: large enough that read and write calls cost little next to hashing,
 /// small enough that memory stays flat for any blob size.
 pub const BUFFER: usize = 256 << 10;
 
+/// The suffix of ocidl's temporary files; no title may end with it, so no layer can name
+/// another's temporary file.
+pub const PARTIAL_SUFFIX: &str = ".ocidl-partial";
+/// The longest file name Linux file systems take (ext4, xfs, btrfs, tmpfs: NAME_MAX).
+const NAME_MAX: usize = 255;
+
 /// Joins an untrusted layer title to the output directory, or refuses it. Only plain
 /// relative names are taken, and no part of the result that already exists may be a
 /// symlink leading outside `root` (oras's advisory GHSA-wmcq-w8p3-ch5w; soar-dl once
-/// joined titles unchecked).
+/// joined titles unchecked). `a//b` and `a/./b` mean `a/b`.
 pub fn safe_path(root: &Path, title: &str) -> Result<PathBuf> {
-    let refuse = |reason| {
+    let refuse = |reason: String| {
         Err(Error::UnsafeTitle {
             title: title.to_string(),
             reason,
         })
     };
     if title.is_empty() {
-        return refuse("empty");
+        return refuse("empty".into());
     }
-    if title.contains('\0') {
-        return refuse("contains a NUL byte");
+    if let Some(c) = title.chars().find(|&c| text::is_unsafe(c)) {
+        return refuse(format!(
+            "contains the control or bidirectional character U+{:04X}",
+            c as u32
+        ));
+    }
+    if title.ends_with('/') {
+        return refuse("ends in '/', so it names a directory, not a file".into());
     }
     let relative = Path::new(title);
     if relative.is_absolute() {
-        return refuse("absolute path");
+        return refuse("absolute path".into());
     }
     for component in relative.components() {
         match component {
+            Component::Normal(name) if name.len() > NAME_MAX => {
+                return refuse(format!("has a name longer than {NAME_MAX} bytes"))
+            }
             Component::Normal(_) => {}
-            Component::ParentDir => return refuse("contains '..'"),
-            _ => return refuse("not a plain relative path"),
+            Component::ParentDir => return refuse("contains '..'".into()),
+            _ => return refuse("not a plain relative path".into()),
         }
+    }
+    if title.ends_with(PARTIAL_SUFFIX) {
+        return refuse(format!(
+            "ends in {PARTIAL_SUFFIX}, the suffix of ocidl's temporary files"
+        ));
     }
     let real_root = root.canonicalize().map_err(Error::file(root))?;
     let mut path = root.to_path_buf();
@@ -55,15 +79,62 @@ pub fn safe_path(root: &Path, title: &str) -> Result<PathBuf> {
         match fs::symlink_metadata(&path) {
             Ok(meta) if meta.file_type().is_symlink() => match path.canonicalize() {
                 Ok(real) if real.starts_with(&real_root) => {}
-                Ok(_) => return refuse("a symlink on its path leads outside the output directory"),
-                Err(_) => return refuse("a symlink on its path leads nowhere"),
+                Ok(_) => {
+                    return refuse(
+                        "a symlink on its path leads outside the output directory".into(),
+                    )
+                }
+                Err(_) => return refuse("a symlink on its path leads nowhere".into()),
             },
             Ok(_) => {}
             // Not there yet: everything below it will be created by us, inside root.
             Err(_) => break,
         }
     }
-    Ok(root.join(relative))
+    Ok(relative
+        .components()
+        .fold(root.to_path_buf(), |p, c| p.join(c)))
+}
+
+/// Decides every file's path before the first byte is fetched, so that a package either
+/// can be written whole or writes nothing: each title is safe (`safe_path`), and no two name
+/// the same file, none names the directory of another, and none names what exists as a
+/// directory (or runs through what exists as a file).
+pub fn plan(root: &Path, titles: &[&str]) -> Result<Vec<PathBuf>> {
+    let clash = |title: &str, reason: String| Error::UnsafeTitle {
+        title: title.to_string(),
+        reason,
+    };
+    let paths = titles
+        .iter()
+        .map(|title| safe_path(root, title))
+        .collect::<Result<Vec<_>>>()?;
+    let mut taken: HashMap<&Path, &str> = HashMap::new();
+    for (path, title) in paths.iter().zip(titles) {
+        if let Some(other) = taken.insert(path, title) {
+            return Err(clash(title, format!("names the same file as {other:?}")));
+        }
+    }
+    for (path, title) in paths.iter().zip(titles) {
+        for ancestor in path.ancestors().skip(1).take_while(|a| *a != root) {
+            if let Some(other) = taken.get(ancestor) {
+                return Err(clash(
+                    title,
+                    format!("needs {other:?}, a file of the package, to be a directory"),
+                ));
+            }
+            if fs::symlink_metadata(ancestor).is_ok_and(|m| m.is_file()) {
+                return Err(clash(
+                    title,
+                    format!("the file {} is in the way", ancestor.display()),
+                ));
+            }
+        }
+        if fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+            return Err(clash(title, format!("{} is a directory", path.display())));
+        }
+    }
+    Ok(paths)
 }
 
 /// Whether `-o PATH` names a directory for a blob: it exists as one, or ends in '/'.
@@ -107,6 +178,44 @@ fn feed(file: &mut File, path: &Path, verifier: &mut Verifier) -> Result<()> {
     }
 }
 
+/// `.NAME.<12 hex>.ocidl-partial`, with NAME cut short (at a character boundary) where the
+/// whole would pass the file system's limit: any name a title may have gets a temporary file.
+/// Two cut names can only meet for the same digest, that is the same content.
+fn partial_name(name: &str, digest: &Digest) -> String {
+    let room = NAME_MAX - (2 + digest.short().len() + PARTIAL_SUFFIX.len());
+    let mut end = name.len().min(room);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(".{}.{}{PARTIAL_SUFFIX}", &name[..end], digest.short())
+}
+
+/// Polls a lock another process holds, as long as the file it guards keeps growing.
+fn wait_for_lock(file: &File, path: &Path, patience: Duration) -> Result<()> {
+    let mut size = file.metadata().map_or(0, |m| m.len());
+    let mut since = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(fs::TryLockError::WouldBlock) => {}
+            Err(fs::TryLockError::Error(e)) => return Err(Error::file(path)(e)),
+        }
+        let now = file.metadata().map_or(0, |m| m.len());
+        if now != size {
+            (size, since) = (now, Instant::now());
+        } else if since.elapsed() >= patience {
+            return Err(Error::File {
+                path: path.to_path_buf(),
+                cause: io::Error::other(format!(
+                    "another ocidl holds this file and wrote nothing to it for {} s; giving up",
+                    patience.as_secs()
+                )),
+            });
+        }
+    }
+}
+
 /// Bytes written between two requests for early writeback (see `sys::start_writeback`).
 const WRITEBACK: u64 = 8 << 20;
 
@@ -122,8 +231,14 @@ pub struct Partial {
 
 impl Partial {
     /// Opens the target's temporary file, creating it (and the target's directory) when
-    /// missing, and waits while another ocidl holds it.
-    pub fn open(target: &Path, digest: &Digest, quiet: bool) -> Result<Partial> {
+    /// missing. While another ocidl holds it, waits as long as that one makes progress: it
+    /// gives up once the file has not grown for `patience`.
+    pub fn open(
+        target: &Path,
+        digest: &Digest,
+        quiet: bool,
+        patience: Duration,
+    ) -> Result<Partial> {
         let dir = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
@@ -145,7 +260,7 @@ impl Partial {
             .file_name()
             .map(|n| n.to_string_lossy())
             .unwrap_or_default();
-        let path = dir.join(format!(".{name}.{}.ocidl-partial", digest.short()));
+        let path = dir.join(partial_name(&name, digest));
         loop {
             let file = OpenOptions::new()
                 .create(true)
@@ -157,11 +272,13 @@ impl Partial {
             if let Err(fs::TryLockError::WouldBlock) = file.try_lock() {
                 if !quiet {
                     progress::note(format_args!(
-                        "waiting for another ocidl writing {}",
-                        target.display()
+                        "waiting for another ocidl writing {} (it holds {}; giving up after {} s without progress)",
+                        target.display(),
+                        path.display(),
+                        patience.as_secs()
                     ));
                 }
-                file.lock().map_err(Error::file(&path))?;
+                wait_for_lock(&file, &path, patience)?;
             }
             // The other ocidl may have renamed or removed the file we waited on: then our
             // handle is no longer the temporary file, and we open it again.
@@ -343,11 +460,11 @@ mod tests {
         let content = b"the real bytes";
         let digest = Digest::of(content);
 
-        let mut p = Partial::open(&target, &digest, true).unwrap();
+        let mut p = Partial::open(&target, &digest, true, Duration::from_secs(1)).unwrap();
         p.write_all(b"the re").unwrap();
         drop(p); // an interrupted run
 
-        let mut p = Partial::open(&target, &digest, true).unwrap();
+        let mut p = Partial::open(&target, &digest, true, Duration::from_secs(1)).unwrap();
         let mut v = Verifier::new(&digest, Some(14));
         assert_eq!(p.resume(&mut v).unwrap(), 6);
         p.write_all(b"al bytes").unwrap();
@@ -360,7 +477,7 @@ mod tests {
         assert_eq!(holds(&target, &digest, Some(15)).unwrap(), None);
         assert_eq!(holds(&target, &Digest::of(b"x"), None).unwrap(), None);
 
-        let mut p = Partial::open(&target, &digest, true).unwrap();
+        let mut p = Partial::open(&target, &digest, true, Duration::from_secs(1)).unwrap();
         p.write_all(b"junk").unwrap();
         p.restart().unwrap();
         assert_eq!(p.resume(&mut Verifier::new(&digest, None)).unwrap(), 0);
@@ -385,7 +502,7 @@ mod tests {
         ] {
             let target = dir.join(name);
             let digest = Digest::of(content);
-            let mut p = Partial::open(&target, &digest, true).unwrap();
+            let mut p = Partial::open(&target, &digest, true, Duration::from_secs(1)).unwrap();
             p.write_all(content).unwrap();
             p.commit().unwrap();
             let mode = fs::metadata(&target).unwrap().permissions().mode() & 0o777;

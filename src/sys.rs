@@ -1,15 +1,22 @@
-//! The two things std cannot do, and the only `unsafe` in ocidl: catching Ctrl-C, and
-//! starting disk writeback early. The design card allows no crate for either (no libc), so
-//! the C functions are declared here, each call commented with why it is sound.
+//! What std cannot do, and the only `unsafe` in ocidl: catching Ctrl-C (and stopping a
+//! credential helper with us), starting disk writeback early, and reading a pipe without
+//! blocking. The design card allows no crate for these (no libc), so the C functions are
+//! declared here, each call commented with why it is sound.
 
 #![allow(unsafe_code)]
 
 use std::ffi::c_int;
 use std::fs::File;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 const SIGINT: c_int = 2;
+const SIGKILL: c_int = 9;
 const SIGTERM: c_int = 15;
+/// fcntl(2) commands and the flag, the same on every Linux architecture ocidl builds for.
+const F_GETFL: c_int = 3;
+const F_SETFL: c_int = 4;
+const O_NONBLOCK: c_int = 0o4000;
 /// Start writing the range's dirty pages; do not wait (sync_file_range(2)).
 const SYNC_FILE_RANGE_WRITE: u32 = 2;
 
@@ -18,6 +25,18 @@ extern "C" {
     fn write(fd: c_int, buf: *const u8, count: usize) -> isize;
     fn _exit(status: c_int) -> !;
     fn sync_file_range(fd: c_int, offset: i64, nbytes: i64, flags: u32) -> c_int;
+    fn kill(pid: c_int, signal: c_int) -> c_int;
+    fn fcntl(fd: c_int, command: c_int, ...) -> c_int;
+}
+
+/// The credential helper running now, if any (0: none): a signal that stops ocidl stops it
+/// too, or it would be left running, perhaps waiting on a prompt no one sees.
+static CHILD: AtomicI32 = AtomicI32::new(0);
+
+/// Records the child process a signal must take down with ocidl (`None` once it is gone).
+pub fn track_child(pid: Option<u32>) {
+    let pid = pid.and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
+    CHILD.store(pid, Ordering::SeqCst);
 }
 
 // Nothing needs cleaning up when a run is cut short: a file reaches its final name only
@@ -29,11 +48,33 @@ const MESSAGE: &[u8] =
 and the same command resumes it\n";
 
 extern "C" fn on_signal(signum: c_int) {
-    // SAFETY: write(2) and _exit(2) are async-signal-safe (signal-safety(7)); MESSAGE is
-    // static, and no Rust state is touched.
+    // An atomic load is lock-free and async-signal-safe.
+    let child = CHILD.load(Ordering::SeqCst);
+    // SAFETY: kill(2), write(2) and _exit(2) are async-signal-safe (signal-safety(7));
+    // MESSAGE is static, and no other Rust state is touched. `child` is a pid we spawned;
+    // it is cleared right after the wait that reaps it, so at worst a signal in that instant
+    // targets a pid no process has taken yet (the kernel hands pids out in sequence).
     unsafe {
+        if child > 0 {
+            kill(child, SIGKILL);
+        }
         write(2, MESSAGE.as_ptr(), MESSAGE.len());
         _exit(128 + signum);
+    }
+}
+
+/// Makes reads from `fd` return `WouldBlock` instead of waiting, so a pipe can be polled
+/// against a deadline on one thread.
+pub fn set_nonblocking(fd: &impl AsRawFd) -> std::io::Result<()> {
+    // SAFETY: the descriptor is valid for the call (borrowed from a live owner); F_GETFL
+    // and F_SETFL read and set only its status flags, taking and returning integers.
+    let ok = unsafe {
+        let flags = fcntl(fd.as_raw_fd(), F_GETFL);
+        flags >= 0 && fcntl(fd.as_raw_fd(), F_SETFL, flags | O_NONBLOCK) >= 0
+    };
+    match ok {
+        true => Ok(()),
+        false => Err(std::io::Error::last_os_error()),
     }
 }
 
