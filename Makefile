@@ -32,13 +32,13 @@ demo: test-deps
 
 # What the tests start: the CNCF distribution registry, htpasswd for its Basic auth,
 # openssl for its TLS certificates, curl to check the test registry by hand, and script
-# (bsdutils) to run ocidl in a pseudo-terminal.
-TEST_TOOLS := docker-registry htpasswd openssl curl script
+# (bsdutils) to run ocidl in a pseudo-terminal, socat to put TLS in front of a scripted server.
+TEST_TOOLS := docker-registry htpasswd openssl curl script socat
 test-deps:
 	@for tool in $(TEST_TOOLS); do command -v $$tool >/dev/null || missing=1; done; \
 	[ -z "$$missing" ] || { \
-		echo "installing docker-registry apache2-utils openssl curl bsdutils"; \
-		$(APT) update -qq && $(APT) install -y -qq docker-registry apache2-utils openssl curl bsdutils; }
+		echo "installing docker-registry apache2-utils openssl curl bsdutils socat"; \
+		$(APT) update -qq && $(APT) install -y -qq docker-registry apache2-utils openssl curl bsdutils socat; }
 
 musl-deps:
 	@rustup target list --installed | grep -qx $(MUSL) || rustup target add $(MUSL)

@@ -159,13 +159,16 @@ pub fn refresh_form(service: Option<&str>, scope: &str, refresh_token: &str) -> 
 }
 
 /// Reads `{"token": ...}` or `{"access_token": ...}` (OAuth2 naming; both are in use).
+/// A token goes into a header, so it must be printable ASCII without spaces (RFC 6750's
+/// b64token, and JWTs, are); anything else is not a token and would break the request.
 pub fn parse_token(body: &[u8]) -> Option<String> {
     let json: Value = serde_json::from_slice(body).ok()?;
     let token = json
         .get("token")
         .or_else(|| json.get("access_token"))?
         .as_str()?;
-    (!token.is_empty()).then(|| token.to_string())
+    let printable = token.bytes().all(|b| b.is_ascii_graphic());
+    (!token.is_empty() && printable).then(|| token.to_string())
 }
 
 fn percent_encode(s: &str) -> String {
@@ -318,6 +321,13 @@ mod tests {
             Some("xyz")
         );
         assert_eq!(parse_token(br#"{"token":""}"#), None);
+        for bad in [
+            r#"{"token":"a b"}"#,
+            r#"{"token":"a\r\nX-Evil: 1"}"#,
+            r#"{"token":"\u00e9"}"#,
+        ] {
+            assert_eq!(parse_token(bad.as_bytes()), None, "{bad}");
+        }
         assert_eq!(parse_token(b"nope"), None);
     }
 }

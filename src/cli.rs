@@ -71,7 +71,9 @@ FILES AND VARIABLES:
     $DOCKER_CONFIG/config.json or ~/.docker/config.json (auths, credHelpers, credsStore);
     podman's $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json or
     ~/.config/containers/auth.json. Proxies: HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY
-    (either case). Files starting with an ELF header or '#!' are made executable.
+    (either case; http:// and socks5:// proxies). Credentials go only to the registry and
+    the token service it names, never after a redirect; text a registry sent is escaped.
+    Files starting with an ELF header or '#!' are made executable.
 
 EXIT STATUS:
     0  every reference was written and verified

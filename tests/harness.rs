@@ -172,6 +172,7 @@ fn auth_and_tls_registry_modes_work() {
     let reg = Registry::start_with(Options {
         auth: Some(("user".into(), "pass".into())),
         tls: true,
+        ..Options::default()
     });
     reg.pusher().push_package("a/b", "v1", &[("f", b"x")]);
     let ca = reg.ca_file();

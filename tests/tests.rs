@@ -6,6 +6,7 @@
 mod support;
 
 mod auth;
+mod bounds;
 mod credentials;
 mod display;
 mod faults;
@@ -14,6 +15,7 @@ mod index;
 mod interrupt;
 mod network;
 mod output;
+mod policy;
 mod proxies;
 mod pull;
 mod redirect;

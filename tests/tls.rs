@@ -2,9 +2,12 @@
 
 use std::path::Path;
 
+use crate::support::fake::{FakeServer, Response};
 use crate::support::registry::{Options, Registry};
 use crate::support::run::{ocidl, Ocidl};
-use crate::support::{assert_file, assert_files, assert_tree, file_refs, trurl_files, TempDir};
+use crate::support::{
+    assert_file, assert_files, assert_tree, file_refs, trurl_files, write_file, TempDir,
+};
 
 const REPO: &str = "pkgforge/trurl";
 
@@ -101,6 +104,7 @@ fn tls_with_basic_auth() {
     let reg = Registry::start_with(Options {
         auth: Some(("ocidl".into(), "pw".into())),
         tls: true,
+        ..Options::default()
     });
     reg.pusher().push_package(REPO, "v1", &[("trurl", b"both")]);
     let reference = reg.reference(&format!("{REPO}:v1"));
@@ -121,18 +125,24 @@ fn tls_with_basic_auth() {
     assert_tree(tmp.path(), &[]);
 }
 
+/// A CA file that is missing, empty, holds no certificate or is not PEM: the user's to fix,
+/// so exit 2 before anything is sent, with the file named.
 #[test]
-fn missing_ca_file_is_an_error() {
+fn ca_file_problems_are_usage_errors() {
     let tmp = TempDir::new();
-    let reg = tls_registry();
-    let out = with_ca(&tmp, Path::new("no-such-ca.pem"))
-        .arg(v1(&reg))
-        .run();
-    assert_ne!(out.code, 0);
-    assert!(
-        out.stderr.contains("ocidl: ") && out.stderr.contains("no-such-ca.pem"),
-        "{}",
-        out.stderr
+    let trap = FakeServer::start(|_| Response::not_found());
+    write_file(&tmp.join("empty.pem"), b"");
+    write_file(&tmp.join("text.pem"), b"not a certificate\n");
+    write_file(
+        &tmp.join("key.pem"),
+        b"-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n",
     );
-    assert_tree(tmp.path(), &[]);
+    for name in ["no-such-ca.pem", "empty.pem", "text.pem", "key.pem"] {
+        let out = with_ca(&tmp, Path::new(name))
+            .arg(trap.reference(&format!("{REPO}:v1")))
+            .run();
+        let line = out.assert_error(2, name);
+        assert!(line.contains("--ca-file"), "{line}");
+    }
+    assert_eq!(trap.connections(), 0);
 }

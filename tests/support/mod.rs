@@ -5,7 +5,7 @@
 //! `script` is a fake registry with one blob scripted attempt by attempt, `proxy` is a
 //! recording forward proxy (the fake and the proxy read requests with `http`), `run` runs
 //! the `ocidl` binary (to completion, or in the background for signals), and `pty` runs it
-//! in a real pseudo-terminal.
+//! in a real pseudo-terminal; `tls_front` puts TLS (socat) in front of a fake.
 
 // Each test module uses a different slice of the harness.
 #![allow(dead_code)]
@@ -18,6 +18,7 @@ pub mod push;
 pub mod registry;
 pub mod run;
 pub mod script;
+pub mod tls_front;
 
 use std::fs;
 use std::net::TcpListener;

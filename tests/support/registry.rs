@@ -24,6 +24,10 @@ pub struct Options {
     pub auth: Option<(String, String)>,
     /// Serve HTTPS with a certificate for 127.0.0.1 signed by a fresh test CA.
     pub tls: bool,
+    /// Require a bearer token from this realm (distribution's `auth: token`). The registry
+    /// answers every request without a token it can verify with that challenge; the tests
+    /// that use it look at what the client does with the challenge, not at a token service.
+    pub token_realm: Option<String>,
 }
 
 /// A running registry. Dropping it kills the process, then removes its temp dir.
@@ -46,15 +50,15 @@ impl Registry {
     pub fn start_with_auth(user: &str, pass: &str) -> Registry {
         Registry::start_with(Options {
             auth: Some((user.into(), pass.into())),
-            tls: false,
+            ..Options::default()
         })
     }
 
     /// HTTPS with a generated CA (see `ca_file`), no auth.
     pub fn start_tls() -> Registry {
         Registry::start_with(Options {
-            auth: None,
             tls: true,
+            ..Options::default()
         })
     }
 
@@ -63,7 +67,8 @@ impl Registry {
         if let Some((user, pass)) = &options.auth {
             write_htpasswd(&dir.join("htpasswd"), user, pass);
         }
-        if options.tls {
+        // Token auth checks tokens against a certificate bundle: the test CA serves.
+        if options.tls || options.token_realm.is_some() {
             make_certificates(dir.path());
         }
         // Picking a port and binding it happen in different processes, so another test can
@@ -246,6 +251,12 @@ http:
             dir.join("htpasswd").display()
         ));
     }
+    if let Some(realm) = &options.token_realm {
+        yaml.push_str(&format!(
+            "auth:\n  token:\n    realm: {realm}\n    service: ocidl-test\n    issuer: ocidl-test\n    rootcertbundle: {}\n",
+            dir.join("ca.pem").display()
+        ));
+    }
     yaml
 }
 
@@ -267,7 +278,7 @@ fn write_htpasswd(path: &Path, user: &str, pass: &str) {
 /// CLI: `ca.pem`, `ca.key`, `server.pem`, `server.key` in `dir`. P-256 keys keep it fast.
 /// webpki (rustls) insists on a real CA (basicConstraints CA:TRUE) distinct from the leaf, and
 /// on a subjectAltName for the IP: a CN alone is ignored.
-fn make_certificates(dir: &Path) {
+pub fn make_certificates(dir: &Path) {
     let openssl = |args: &[&str]| {
         let out = Command::new("openssl")
             .args(args)
