@@ -205,7 +205,10 @@ impl Client {
         loop {
             let reply = self.transport.get(url, headers, secret.as_ref())?;
             let status = reply.status();
+            // ghcr refuses its shortcut with 403 for a private package; a CDN's 403 (an
+            // expired signed URL) is not that, and is the caller's to report.
             let shortcut_refused = status == 403
+                && reply.origin == origin
                 && secret.as_ref().and_then(|s| s.to(&origin)) == Some(GHCR_ANONYMOUS);
             if status != 401 && !shortcut_refused {
                 return Ok(reply);

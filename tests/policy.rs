@@ -307,3 +307,36 @@ fn a_tls_registry_may_not_redirect_to_plain_http() {
         assert_no_temp_files(tmp.path());
     }
 }
+
+/// ghcr's shortcut refused is a 403 from the registry; a 403 from the CDN a blob was sent to
+/// (an expired signed URL) is the CDN's answer, reported as it is and not taken for one.
+#[test]
+fn a_cdn_403_is_not_taken_for_a_refused_shortcut() {
+    let tmp = TempDir::new();
+    let cdn = FakeServer::start(|_| Response::error(403, "DENIED", "signature expired"));
+    let cdn_port = cdn.port();
+    let mut content = Content::new();
+    content.add_package(REPO, "v1", &[("tool", b"the tool")]);
+    let registry = FakeServer::start(move |req: &Request| {
+        if req.authorization() != Some("Bearer QQ==") {
+            return Response::error(401, "UNAUTHORIZED", "shortcut expected");
+        }
+        match req.path().rsplit_once("/blobs/") {
+            Some((_, digest)) => {
+                Response::redirect(307, &format!("http://127.0.0.1:{cdn_port}/b/{digest}"))
+            }
+            None => content.serve(req),
+        }
+    });
+    let out = pull_plain(
+        tmp.path(),
+        &["--ghcr", "-o", "out"],
+        &registry.reference(&format!("{REPO}:v1")),
+    )
+    .run();
+    out.assert_error(1, "access denied");
+    assert_eq!(cdn.requests().len(), 1);
+    assert!(authorizations(&cdn).is_empty());
+    let blob_gets = registry.requests_to(&format!("/v2/{REPO}/blobs/"));
+    assert_eq!(blob_gets.len(), 1, "{blob_gets:?}");
+}
