@@ -51,6 +51,9 @@ REGISTRY:
         --ca-file PATH    also trust the PEM certificates in PATH (as do $SSL_CERT_FILE and
                           the certificates in $SSL_CERT_DIR)
         --insecure        do not verify TLS certificates (says so on every run)
+        --mirror [http://]HOST[:PORT][/PATH]
+                          try this mirror first, for every reference (repeatable; also
+                          OCIDL_MIRROR, comma-separated); registries.conf mirrors come next
     -u, --username USER   log in as USER; the password (or token) is read from stdin
         --password-stdin  read the password from standard input (needs --username)
 
@@ -114,6 +117,8 @@ pub struct Args {
     pub mode: Mode,
     pub include: Vec<Glob>,
     pub exclude: Vec<Glob>,
+    /// `--mirror`: tried before the registry for every reference.
+    pub mirrors: Vec<String>,
 }
 
 /// Download, or only look.
@@ -169,6 +174,7 @@ pub fn parse_args(mut parser: lexopt::Parser) -> Result<Command> {
     let mut include = Vec::new();
     let mut exclude = Vec::new();
     let mut defaults = Defaults::default();
+    let mut mirrors = Vec::new();
 
     while let Some(arg) = parser.next()? {
         match arg {
@@ -191,6 +197,7 @@ pub fn parse_args(mut parser: lexopt::Parser) -> Result<Command> {
             Long("speed-time") => speed_time = seconds(&mut parser, "--speed-time")?,
             Long("speed-limit") => speed_limit = number(&mut parser, "--speed-limit")?,
             Long("insecure") => insecure = true,
+            Long("mirror") => mirrors.push(utf8(parser.value()?, "--mirror")?),
             Short('q') | Long("quiet") => quiet = true,
             Long("json") => json = true,
             Long("list") => modes.push(Mode::List),
@@ -244,7 +251,7 @@ pub fn parse_args(mut parser: lexopt::Parser) -> Result<Command> {
         let narrowed = !include.is_empty() || !exclude.is_empty();
         if let Some(r) = references
             .iter()
-            .find(|r| matches!(r.target(), Target::Tag(_)) && !narrowed)
+            .find(|r| !matches!(r.target(), Target::Blob(_)) && !narrowed)
         {
             return Err(Error::Usage(format!(
                 "'-o -' writes one file to stdout, but {r} is a package: pick its file with --include"
@@ -267,6 +274,7 @@ pub fn parse_args(mut parser: lexopt::Parser) -> Result<Command> {
         mode,
         include,
         exclude,
+        mirrors,
     }))
 }
 

@@ -98,6 +98,21 @@ impl Error {
         }
     }
 
+    /// Failures that are about what one source (a mirror) served or whether it could be
+    /// reached: another source may do better. Not the user's input, nor the local disk.
+    pub fn is_source_failure(&self) -> bool {
+        match self {
+            Error::Kept { source, .. } | Error::Layer { source, .. } => source.is_source_failure(),
+            Error::Usage(_)
+            | Error::InvalidReference { .. }
+            | Error::Config { .. }
+            | Error::File { .. }
+            | Error::Stdout(_)
+            | Error::ReaderGone { .. } => false,
+            _ => true,
+        }
+    }
+
     /// A closed stdout (`ocidl ... -o - | head -c1`) is the reader's choice, not a failure.
     pub fn is_broken_pipe(&self) -> bool {
         matches!(self, Error::Stdout(e) if e.kind() == io::ErrorKind::BrokenPipe)

@@ -15,6 +15,7 @@ pub mod download;
 pub mod error;
 pub mod glob;
 pub mod manifest;
+pub mod mirrors;
 pub mod policy;
 pub mod progress;
 pub mod proxy;

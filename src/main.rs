@@ -15,9 +15,10 @@ use ocidl::auth::Credentials;
 use ocidl::cli::{self, Args, Command, Mode};
 use ocidl::credentials;
 use ocidl::error::{Error, Result};
+use ocidl::mirrors::Mirrors;
 use ocidl::progress::{self, Progress};
 use ocidl::pull::{self, Report};
-use ocidl::reference::Reference;
+use ocidl::reference::{Reference, Target};
 use ocidl::registry::Client;
 use ocidl::transport::{self, Transport};
 use ocidl::{sys, text};
@@ -46,12 +47,28 @@ fn main() -> ExitCode {
         Ok(client) => client,
         Err(e) => return ExitCode::from(report(None, &e)),
     };
+    let mirrors = match Mirrors::load(&args.mirrors) {
+        Ok(mirrors) => mirrors,
+        Err(e) => return ExitCode::from(report(None, &e)),
+    };
     let mut progress = Progress::new(args.quiet);
     let mut documents = Vec::new();
     let mut worst = 0;
     for reference in &args.references {
         let mut done = Report::default();
-        let result = pull::run(&mut client, reference, &args, &mut progress, &mut done);
+        let by_digest = !matches!(reference.target(), Target::Tag(_));
+        let result = mirrors
+            .sources(reference.repository(), by_digest)
+            .and_then(|sources| {
+                pull::run(
+                    &mut client,
+                    reference,
+                    &sources,
+                    &args,
+                    &mut progress,
+                    &mut done,
+                )
+            });
         if let Err(e) = &result {
             worst = worst.max(report(Some(reference), e));
         }

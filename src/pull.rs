@@ -13,8 +13,9 @@ use crate::digest::Digest;
 use crate::download::{self, Job, Outcome};
 use crate::error::{Error, Result};
 use crate::manifest::{Descriptor, Manifest};
+use crate::mirrors::Source;
 use crate::progress::{self, human_size, Progress};
-use crate::reference::{Reference, Repository, Target};
+use crate::reference::{Reference, Repository, Target, DEFAULT_TAG};
 use crate::registry::Client;
 use crate::store;
 use crate::text::escape;
@@ -24,6 +25,8 @@ use crate::text::escape;
 pub struct Report {
     pub files: Vec<File>,
     pub tags: Vec<String>,
+    /// A blob began to stream to stdout, so its bytes cannot be taken back.
+    pub streamed: bool,
 }
 
 #[derive(Debug)]
@@ -91,28 +94,105 @@ impl File {
     }
 }
 
+/// Does what `args` asks for one reference, from the first of its sources (mirrors, then
+/// the registry, see `mirrors.rs`) that can. A mirror that fails in any way that is about
+/// what it served (unreachable, 404, 5xx, a wrong byte) is noted and the next source tried;
+/// the registry's own failure is the result. Bytes already on stdout cannot be taken back,
+/// so once a blob streams there, its failure is final.
 pub fn run(
     client: &mut Client,
     reference: &Reference,
+    sources: &[Source],
     args: &Args,
     progress: &mut Progress,
     report: &mut Report,
 ) -> Result<()> {
-    let repo = reference.repository();
+    for (i, source) in sources.iter().enumerate() {
+        *report = Report::default();
+        let result = run_from(
+            client,
+            reference,
+            &source.repository,
+            args,
+            progress,
+            report,
+        );
+        match result {
+            Err(e)
+                if source.mirror
+                    && i + 1 < sources.len()
+                    && e.is_source_failure()
+                    && !report.streamed =>
+            {
+                if !args.quiet {
+                    progress::note(format_args!(
+                        "mirror {}: {e}; trying {}",
+                        source.repository.name(),
+                        sources[i + 1].repository.name()
+                    ));
+                }
+            }
+            result => return result,
+        }
+    }
+    Err(Error::Usage("no source to fetch from".into()))
+}
+
+/// `run` for one source: `repo` is where the reference's repository is fetched from.
+fn run_from(
+    client: &mut Client,
+    reference: &Reference,
+    repo: &Repository,
+    args: &Args,
+    progress: &mut Progress,
+    report: &mut Report,
+) -> Result<()> {
+    let name = reference.repository().last_segment();
     match (args.mode, reference.target()) {
         (Mode::Tags, _) => {
             report.tags = client.tags(repo)?;
             Ok(())
         }
-        (_, Target::Blob(digest)) => fetch_blob(client, repo, digest, args, progress, report),
-        (_, Target::Tag(tag)) => pull_package(client, repo, tag, args, progress, report),
+        (_, Target::Blob(digest)) => fetch_blob(client, repo, name, digest, args, progress, report),
+        (_, Target::Tag(tag)) => match pull_package(client, repo, tag, args, progress, report) {
+            Err(Error::NotFound(what)) if reference.tag_defaulted() => {
+                Err(no_default_tag(client, repo, what))
+            }
+            other => other,
+        },
+        (_, Target::Manifest(digest)) => {
+            pull_package(client, repo, &digest.to_string(), args, progress, report)
+        }
     }
 }
 
-/// `oras blob fetch`: one blob, to a file named after the repository, or as `-o` says.
+/// A reference without a tag (pkgforge's `ghcr_url`) found no `latest`: say so, and which
+/// tags there are when they are few, rather than a bare 404.
+fn no_default_tag(client: &mut Client, repo: &Repository, what: String) -> Error {
+    const FEW: usize = 10;
+    let hint = match client.tags(repo) {
+        Ok(tags) if tags.is_empty() => "it has no tags".to_string(),
+        Ok(tags) if tags.len() <= FEW => format!("its tags: {}", tags.join(", ")),
+        Ok(tags) => format!(
+            "it has {} tags: {}, ...",
+            tags.len(),
+            tags[..FEW].join(", ")
+        ),
+        Err(_) => "its tags could not be listed".to_string(),
+    };
+    Error::NotFound(format!(
+        "{what} (no tag was given, so '{DEFAULT_TAG}' was tried; {hint}; \
+         'ocidl --tags {}' lists them)",
+        repo.name()
+    ))
+}
+
+/// `oras blob fetch`: one blob, to a file named after the reference's repository (`name`),
+/// or as `-o` says.
 fn fetch_blob(
     client: &mut Client,
     repo: &Repository,
+    name: &str,
     digest: &Digest,
     args: &Args,
     progress: &mut Progress,
@@ -126,19 +206,12 @@ fn fetch_blob(
     };
     let target = match &args.output {
         Some(Output::Stdout) => None,
-        Some(Output::Path(path)) if store::names_directory(path) => {
-            Some(path.join(repo.last_segment()))
-        }
+        Some(Output::Path(path)) if store::names_directory(path) => Some(path.join(name)),
         Some(Output::Path(path)) => Some(path.clone()),
-        None => Some(PathBuf::from(repo.last_segment())),
+        None => Some(PathBuf::from(name)),
     };
-    let outcome = write(
-        client,
-        &job,
-        target.as_deref(),
-        repo.last_segment(),
-        progress,
-    )?;
+    report.streamed = target.is_none();
+    let outcome = write(client, &job, target.as_deref(), name, progress)?;
     record(args, report, None, target, &job, None, outcome);
     Ok(())
 }
@@ -199,6 +272,7 @@ fn pull_package(
         Some(Output::Stdout) => vec![None; chosen.len()],
         _ => store::plan(root, &titles)?.into_iter().map(Some).collect(),
     };
+    report.streamed = args.output == Some(Output::Stdout);
     for ((path, layer), title) in paths.into_iter().zip(chosen).zip(titles) {
         let job = Job {
             repo,

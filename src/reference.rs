@@ -112,10 +112,73 @@ impl Repository {
     }
 }
 
-/// What in a repository is asked for: a tagged package, or one blob by digest.
+/// Where a namespace lives: `host[:port][/namespace...]`, as registries.conf's `location`
+/// and `--mirror` name it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Location {
+    registry: Registry,
+    path: String,
+}
+
+impl Location {
+    /// Parses `host[:port][/path]`; `plain_http` for a source marked insecure or `http://`.
+    pub fn parse(text: &str, plain_http: bool) -> Result<Location, String> {
+        let (host, path) = text.split_once('/').unwrap_or((text, ""));
+        check_domain(host)?;
+        let path = path.trim_end_matches('/');
+        if !path.is_empty() {
+            for segment in path.split('/') {
+                check_path_segment(segment)?;
+            }
+        }
+        let host = match DOCKER_HUB_ALIASES.contains(&host) {
+            true => DOCKER_HUB,
+            false => host,
+        };
+        Ok(Location {
+            registry: Registry {
+                host: host.to_string(),
+                plain_http,
+                ghcr: host == GHCR,
+            },
+            path: path.to_string(),
+        })
+    }
+
+    /// The repository `rest` below this location (`rest` may be empty: the location itself).
+    pub fn repository(&self, rest: &str) -> Repository {
+        let path = match (self.path.as_str(), rest) {
+            (path, "") => path.to_string(),
+            ("", rest) => rest.to_string(),
+            (path, rest) => format!("{path}/{rest}"),
+        };
+        Repository {
+            registry: self.registry.clone(),
+            path,
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.registry.plain_http {
+            "http://"
+        } else {
+            ""
+        };
+        match self.path.is_empty() {
+            true => write!(f, "{scheme}{}", self.registry.host),
+            false => write!(f, "{scheme}{}/{}", self.registry.host, self.path),
+        }
+    }
+}
+
+/// What in a repository is asked for: a tagged package, a package by its manifest's
+/// digest (a registry API URL `.../manifests/sha256:...`), or one blob by digest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
     Tag(String),
+    Manifest(Digest),
     Blob(Digest),
 }
 
@@ -125,6 +188,8 @@ pub struct Reference {
     input: String,
     repository: Repository,
     target: Target,
+    /// No tag and no digest was given: the tag is `DEFAULT_TAG`, which may not exist.
+    tag_defaulted: bool,
 }
 
 impl Reference {
@@ -143,11 +208,18 @@ impl Reference {
         &self.target
     }
 
+    /// True when the input named no tag (nor digest), so `latest` was assumed.
+    pub fn tag_defaulted(&self) -> bool {
+        self.tag_defaulted
+    }
+
     /// The fully qualified form: `docker.io/library/debian:latest`.
     pub fn name(&self) -> String {
         match &self.target {
             Target::Tag(tag) => format!("{}:{tag}", self.repository.name()),
-            Target::Blob(digest) => format!("{}@{digest}", self.repository.name()),
+            Target::Manifest(digest) | Target::Blob(digest) => {
+                format!("{}@{digest}", self.repository.name())
+            }
         }
     }
 }
@@ -159,20 +231,31 @@ impl fmt::Display for Reference {
 }
 
 fn parse(input: &str, defaults: Defaults) -> Result<Reference, String> {
-    let (rest, plain_http) = if let Some(rest) = input.strip_prefix("https://") {
+    // dbin and other pkgforge tools write `oci://ghcr.io/...`: the reference itself follows.
+    let unprefixed = input.strip_prefix("oci://").unwrap_or(input);
+    let (rest, plain_http) = if let Some(rest) = unprefixed.strip_prefix("https://") {
         (rest, false)
-    } else if let Some(rest) = input.strip_prefix("http://") {
+    } else if let Some(rest) = unprefixed.strip_prefix("http://") {
         (rest, true)
-    } else if let Some((scheme, _)) = input.split_once("://") {
+    } else if let Some((scheme, _)) = unprefixed.split_once("://") {
         return Err(format!(
-            "unsupported scheme '{scheme}://' (use https:// or http://)"
+            "unsupported scheme '{scheme}://' (use https://, http:// or oci://)"
         ));
     } else {
-        (input, defaults.plain_http)
+        (unprefixed, defaults.plain_http)
     };
     if rest.is_empty() {
         return Err("empty reference".into());
     }
+    // A registry API URL pasted from docs or a log, with its scheme: what it names.
+    let api = match unprefixed.len() != rest.len() {
+        true => api_url(rest)?,
+        false => None,
+    };
+    let (rest, by_manifest) = match &api {
+        Some((reference, by_manifest)) => (reference.as_str(), *by_manifest),
+        None => (rest, false),
+    };
 
     let (name_and_tag, digest) = match rest.split_once('@') {
         Some((before, after)) => (before, Some(reference_digest(after)?)),
@@ -216,7 +299,9 @@ fn parse(input: &str, defaults: Defaults) -> Result<Reference, String> {
         plain_http,
         ghcr: defaults.ghcr || host == GHCR,
     };
+    let tag_defaulted = tag.is_none() && digest.is_none();
     let target = match (digest, tag) {
+        (Some(digest), _) if by_manifest => Target::Manifest(digest),
         (Some(digest), _) => Target::Blob(digest),
         (None, tag) => Target::Tag(tag.unwrap_or(DEFAULT_TAG).to_string()),
     };
@@ -227,7 +312,42 @@ fn parse(input: &str, defaults: Defaults) -> Result<Reference, String> {
             path: path.to_string(),
         },
         target,
+        tag_defaulted,
     })
+}
+
+/// `HOST/v2/NAME/manifests/REF` and `HOST/v2/NAME/blobs/DIGEST`, the distribution API's own
+/// URLs, as the reference they name (`HOST/NAME:REF`, `HOST/NAME@REF`, `HOST/NAME@DIGEST`)
+/// and whether a digest names a manifest. `None` for anything else.
+fn api_url(rest: &str) -> Result<Option<(String, bool)>, String> {
+    let Some((host, api)) = rest.split_once("/v2/") else {
+        return Ok(None);
+    };
+    if host.contains('/') {
+        return Ok(None);
+    }
+    let api = api.split(['?', '#']).next().unwrap_or(api);
+    let wrong = || {
+        "a registry API URL names HOST/v2/NAME/manifests/TAG-OR-DIGEST or \
+         HOST/v2/NAME/blobs/DIGEST"
+            .to_string()
+    };
+    if let Some((name, reference)) = api.rsplit_once("/manifests/") {
+        if name.is_empty() || reference.is_empty() {
+            return Err(wrong());
+        }
+        return Ok(Some(match reference.contains(':') {
+            true => (format!("{host}/{name}@{reference}"), true),
+            false => (format!("{host}/{name}:{reference}"), false),
+        }));
+    }
+    if let Some((name, digest)) = api.rsplit_once("/blobs/") {
+        if name.is_empty() || digest.is_empty() {
+            return Err(wrong());
+        }
+        return Ok(Some((format!("{host}/{name}@{digest}"), false)));
+    }
+    Err(wrong())
 }
 
 fn looks_like_registry(first: &str) -> bool {
@@ -383,6 +503,47 @@ mod tests {
             matches!(blob.target(), Target::Blob(d) if d.to_string() == format!("sha256:{HEX}"))
         );
         assert_eq!(blob.repository().registry().base_url(), "https://ghcr.io");
+    }
+
+    #[test]
+    fn every_form_users_paste() {
+        let trurl = "ghcr.io/pkgforge/bincache/curl/stunnel/trurl";
+        let tagged = Target::Tag("8.11.1-x86_64-linux".into());
+        let digest: Digest = format!("sha256:{HEX}").parse().unwrap();
+        for (input, target, plain) in [
+            (format!("oci://{trurl}:8.11.1-x86_64-linux"), tagged.clone(), false),
+            (format!("oci://https://{trurl}:8.11.1-x86_64-linux"), tagged.clone(), false),
+            ("https://ghcr.io/v2/pkgforge/bincache/curl/stunnel/trurl/manifests/8.11.1-x86_64-linux".to_string(), tagged.clone(), false),
+            (format!("http://ghcr.io/v2/pkgforge/bincache/curl/stunnel/trurl/manifests/sha256:{HEX}"), Target::Manifest(digest.clone()), true),
+            (format!("https://ghcr.io/v2/pkgforge/bincache/curl/stunnel/trurl/blobs/sha256:{HEX}"), Target::Blob(digest.clone()), false),
+            (format!("https://ghcr.io/v2/pkgforge/bincache/curl/stunnel/trurl/blobs/sha256:{HEX}?x=1"), Target::Blob(digest.clone()), false),
+        ] {
+            let r = ok(&input);
+            assert_eq!(r.repository().name(), trurl, "{input}");
+            assert_eq!(r.target(), &target, "{input}");
+            assert_eq!(r.repository().registry().base_url().starts_with("http:"), plain, "{input}");
+            assert_eq!(r.to_string(), input);
+            assert!(!r.tag_defaulted());
+        }
+        // pkgforge's ghcr_url: a package with no tag, so `latest` is assumed, and said so.
+        let url = ok("https://ghcr.io/pkgforge/bincache/7z/official/7z");
+        assert_eq!(url.target(), &Target::Tag("latest".into()));
+        assert!(url.tag_defaulted());
+        for (bad, says) in [
+            ("https://ghcr.io/v2/a/tags/list", "registry API URL"),
+            ("https://ghcr.io/v2/a/manifests/", "registry API URL"),
+            ("https://ghcr.io/v2//blobs/sha256:00", "registry API URL"),
+            ("https://ghcr.io/v2/a/blobs/sha256:abc", "64 hex"),
+            ("oci://ftp://ghcr.io/a", "unsupported scheme"),
+            ("docker://ghcr.io/a", "unsupported scheme"),
+        ] {
+            match Reference::parse(bad, Defaults::default()) {
+                Err(Error::InvalidReference { reason, .. }) => {
+                    assert!(reason.contains(says), "{bad}: {reason}")
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub struct Options {
     /// answers every request without a token it can verify with that challenge; the tests
     /// that use it look at what the client does with the challenge, not at a token service.
     pub token_realm: Option<String>,
+    /// Run as a pull-through cache of this registry (`proxy: remoteurl:`).
+    pub proxy_of: Option<String>,
 }
 
 /// A running registry. Dropping it kills the process, then removes its temp dir.
@@ -250,6 +252,9 @@ http:
             "auth:\n  htpasswd:\n    realm: ocidl-test\n    path: {}\n",
             dir.join("htpasswd").display()
         ));
+    }
+    if let Some(remote) = &options.proxy_of {
+        yaml.push_str(&format!("proxy:\n  remoteurl: {remote}\n"));
     }
     if let Some(realm) = &options.token_realm {
         yaml.push_str(&format!(
