@@ -23,7 +23,9 @@ USAGE:
 
 REFERENCE:
     [https://|http://]REGISTRY/PATH[:TAG]         a package: every file (titled layer) of it
-    [https://|http://]REGISTRY/PATH@sha256:HEX    one blob
+    [https://|http://]REGISTRY/PATH:TAG@sha256:HEX
+                                                  the package whose manifest has that digest
+    [https://|http://]REGISTRY/PATH@sha256:HEX    one blob (a package's manifest with --manifest)
     No tag means 'latest'. Without a registry the path is on Docker Hub, or on ghcr.io
     with --ghcr. Several references are pulled in order.
 
@@ -41,10 +43,14 @@ CHOOSING:
         --list            print the package's files (title, size, digest, media type) and
                           download nothing
         --tags            print the repository's tags and download nothing
+        --verify          check the files already in the output directory against the
+                          package: 'intact', 'missing' or 'different', one line each; exit 0
+                          only when all are intact (reads the manifest, downloads no blob)
 
 REGISTRY:
         --ghcr            the input is a ghcr.io path: prefix ghcr.io/ when it names no registry,
                           and use ghcr's anonymous token (automatic for ghcr.io references)
+        --manifest        REGISTRY/PATH@sha256:HEX names a package's manifest, not a blob
         --platform OS/ARCH[/VARIANT]
                           which manifest of a multi-platform index [default: this machine's]
         --plain-http      HTTP instead of HTTPS (local registries); same as an http:// prefix
@@ -127,6 +133,8 @@ pub enum Mode {
     Pull,
     List,
     Tags,
+    /// Check the files already written against the package; download nothing.
+    Verify,
 }
 
 impl Args {
@@ -189,6 +197,7 @@ pub fn parse_args(mut parser: lexopt::Parser) -> Result<Command> {
             Long("platform") => platform = Some(parser.value()?.parse::<Platform>()?),
             Long("ghcr") => defaults.ghcr = true,
             Long("plain-http") => defaults.plain_http = true,
+            Long("manifest") => defaults.manifest = true,
             Long("ca-file") => ca_file = Some(PathBuf::from(parser.value()?)),
             Short('u') | Long("username") => username = Some(utf8(parser.value()?, "--username")?),
             Long("password-stdin") => password_stdin = true,
@@ -202,6 +211,7 @@ pub fn parse_args(mut parser: lexopt::Parser) -> Result<Command> {
             Long("json") => json = true,
             Long("list") => modes.push(Mode::List),
             Long("tags") => modes.push(Mode::Tags),
+            Long("verify") => modes.push(Mode::Verify),
             Long("include") => include.push(glob(&mut parser, "--include")?),
             Long("exclude") => exclude.push(glob(&mut parser, "--exclude")?),
             Short('h') | Long("help") => return Ok(Command::Help),
@@ -227,15 +237,25 @@ pub fn parse_args(mut parser: lexopt::Parser) -> Result<Command> {
     let mode = match modes.as_slice() {
         [] => Mode::Pull,
         [one] => *one,
-        _ => return Err(Error::Usage("--list and --tags go alone".into())),
+        _ => return Err(Error::Usage("--list, --tags and --verify go alone".into())),
     };
-    if mode == Mode::List {
+    if let Mode::List | Mode::Verify = mode {
+        let flag = if mode == Mode::List {
+            "--list"
+        } else {
+            "--verify"
+        };
         if let Some(r) = references
             .iter()
             .find(|r| matches!(r.target(), Target::Blob(_)))
         {
             return Err(Error::Usage(format!(
-                "--list shows a package's files, but {r} is a blob"
+                "{flag} is for a package's files, but {r} is a blob"
+            )));
+        }
+        if output == Some(Output::Stdout) {
+            return Err(Error::Usage(format!(
+                "{flag} writes no file: '-o -' has no use"
             )));
         }
     }
@@ -418,6 +438,8 @@ mod tests {
             (&["-o", "-", "x.io/y:tag"], "is a package"),
             (&["-o", "-", "--json", "--include", "a", "x.io/y:tag"], "--json"),
             (&["--list", "--tags", "x.io/y"], "go alone"),
+            (&["--verify", "--list", "x.io/y"], "go alone"),
+            (&["--verify", "-o", "-", "--include", "a", "x.io/y"], "no use"),
             (&["--list", "x.io/y@sha256:0000000000000000000000000000000000000000000000000000000000000000"], "is a blob"),
             (&["--include", "[a", "x.io/y"], "unclosed"),
             (&["--retries", "-1", "x.io/y"], "--retries"),

@@ -76,6 +76,8 @@ pub enum Error {
     Stdout(io::Error),
     /// The reader of a blob on standard output went away before it had all of it.
     ReaderGone { written: u64 },
+    /// `--verify` found files missing or different.
+    NotIntact { bad: usize, of: usize },
 }
 
 impl Error {
@@ -108,7 +110,8 @@ impl Error {
             | Error::Config { .. }
             | Error::File { .. }
             | Error::Stdout(_)
-            | Error::ReaderGone { .. } => false,
+            | Error::ReaderGone { .. }
+            | Error::NotIntact { .. } => false,
             _ => true,
         }
     }
@@ -196,6 +199,12 @@ impl fmt::Display for Error {
             }
             Error::Layer { title, source } => write!(f, "{title}: {source}"),
             Error::Stdout(cause) => write!(f, "standard output: {cause}"),
+            Error::NotIntact { bad, of } => {
+                write!(
+                    f,
+                    "{bad} of {of} files are not intact (missing or different)"
+                )
+            }
             Error::ReaderGone { written } => write!(
                 f,
                 "standard output was closed after {written} bytes: the blob was not delivered whole"

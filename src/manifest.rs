@@ -42,6 +42,29 @@ pub struct Descriptor {
     pub platform: Option<Platform>,
 }
 
+/// A manifest as fetched: parsed, and the bytes and digest it came as (what a cache stores
+/// and a user pins).
+#[derive(Debug)]
+pub struct Fetched {
+    pub manifest: Manifest,
+    pub digest: Digest,
+    pub media_type: String,
+    pub bytes: Vec<u8>,
+}
+
+impl Fetched {
+    /// Parses `bytes`, already checked against `digest`.
+    pub fn parse(content_type: Option<&str>, bytes: Vec<u8>, digest: Digest) -> Result<Fetched> {
+        let (manifest, media_type) = Manifest::parse_typed(content_type, &bytes)?;
+        Ok(Fetched {
+            manifest,
+            digest,
+            media_type,
+            bytes,
+        })
+    }
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Manifest {
     /// An image or artifact manifest: its layers are the files.
@@ -53,6 +76,11 @@ pub enum Manifest {
 impl Manifest {
     /// `content_type` is the response's Content-Type, used when the body has no `mediaType`.
     pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Manifest> {
+        Manifest::parse_typed(content_type, body).map(|(manifest, _)| manifest)
+    }
+
+    /// `parse`, and the media type it was read as.
+    pub fn parse_typed(content_type: Option<&str>, body: &[u8]) -> Result<(Manifest, String)> {
         let json: Value = serde_json::from_slice(body)
             .map_err(|e| Error::BadManifest(format!("not JSON: {e}")))?;
         if !json.is_object() {
@@ -67,20 +95,23 @@ impl Manifest {
             _ if json.get("manifests").is_some() => OCI_INDEX,
             _ => OCI_MANIFEST,
         };
-        match media_type {
-            OCI_MANIFEST | DOCKER_MANIFEST => Ok(Manifest::Image {
+        let manifest = match media_type {
+            OCI_MANIFEST | DOCKER_MANIFEST => Manifest::Image {
                 layers: descriptors(&json, "layers")?,
-            }),
-            OCI_ARTIFACT => Ok(Manifest::Image {
+            },
+            OCI_ARTIFACT => Manifest::Image {
                 layers: descriptors(&json, "blobs")?,
-            }),
-            OCI_INDEX | DOCKER_LIST => Ok(Manifest::Index {
+            },
+            OCI_INDEX | DOCKER_LIST => Manifest::Index {
                 manifests: descriptors(&json, "manifests")?,
-            }),
-            other => Err(Error::BadManifest(format!(
-                "unsupported media type {other}"
-            ))),
-        }
+            },
+            other => {
+                return Err(Error::BadManifest(format!(
+                    "unsupported media type {other}"
+                )))
+            }
+        };
+        Ok((manifest, media_type.to_string()))
     }
 }
 

@@ -27,6 +27,8 @@ pub struct Report {
     pub tags: Vec<String>,
     /// A blob began to stream to stdout, so its bytes cannot be taken back.
     pub streamed: bool,
+    /// The digest of the manifest (or index) the reference resolved to: what pins it.
+    pub manifest: Option<Digest>,
 }
 
 #[derive(Debug)]
@@ -38,13 +40,43 @@ pub struct File {
     pub size: u64,
     pub digest: Digest,
     pub media_type: Option<String>,
-    pub up_to_date: bool,
+    pub status: Status,
+}
+
+/// What became of a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Only named (`--list`).
+    Listed,
+    Written,
+    /// It already held this content; nothing was downloaded.
+    UpToDate,
+    /// `--verify`: the file holds the package's content, is not there, or holds other bytes.
+    Intact,
+    Missing,
+    Different,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Listed => "listed",
+            Status::Written => "written",
+            Status::UpToDate => "up to date",
+            Status::Intact => "intact",
+            Status::Missing => "missing",
+            Status::Different => "different",
+        }
+    }
 }
 
 impl Report {
     /// One reference's part of the `--json` document.
     pub fn to_json(&self, reference: &Reference, mode: Mode, error: Option<&Error>) -> Value {
         let mut doc = json!({ "reference": reference.to_string(), "name": reference.name() });
+        if let Some(manifest) = &self.manifest {
+            doc["manifest"] = json!(manifest.to_string());
+        }
         if mode == Mode::Tags {
             doc["tags"] = json!(self.tags);
         } else {
@@ -62,6 +94,15 @@ impl Report {
     pub fn lines(&self, mode: Mode) -> Vec<String> {
         match mode {
             Mode::Tags => self.tags.iter().map(|t| escape(t).into_owned()).collect(),
+            Mode::Verify => self
+                .files
+                .iter()
+                .map(|f| {
+                    let path = f.path.as_deref().unwrap_or(Path::new("-"));
+                    let shown = path.strip_prefix(".").unwrap_or(path).display().to_string();
+                    format!("{}\t{}", f.status.as_str(), escape(&shown))
+                })
+                .collect(),
             _ => self
                 .files
                 .iter()
@@ -81,11 +122,7 @@ impl File {
             json!({ "title": self.title, "size": self.size, "digest": self.digest.to_string() });
         if let Some(path) = &self.path {
             file["path"] = json!(path.to_string_lossy());
-            file["status"] = json!(if self.up_to_date {
-                "up to date"
-            } else {
-                "written"
-            });
+            file["status"] = json!(self.status.as_str());
         }
         if let Some(media_type) = &self.media_type {
             file["mediaType"] = json!(media_type);
@@ -226,10 +263,12 @@ fn pull_package(
     progress: &mut Progress,
     report: &mut Report,
 ) -> Result<()> {
-    let mut manifest = client.manifest(repo, tag)?;
+    let top = client.manifest(repo, tag)?;
+    report.manifest = Some(top.digest.clone());
+    let mut manifest = top.manifest;
     if let Manifest::Index { manifests } = &manifest {
         let chosen = args.platform.select(manifests)?.digest.to_string();
-        manifest = client.manifest(repo, &chosen)?;
+        manifest = client.manifest(repo, &chosen)?.manifest;
     }
     let Manifest::Image { layers } = manifest else {
         return Err(Error::BadManifest(
@@ -239,6 +278,15 @@ fn pull_package(
     let chosen = choose(&layers, args)?;
 
     if args.mode == Mode::List {
+        if !args.quiet && tag.parse::<Digest>().is_err() {
+            progress::note(format_args!(
+                "{}:{tag} is manifest {} (pin it: {}:{tag}@{})",
+                repo.name(),
+                top.digest,
+                repo.name(),
+                top.digest
+            ));
+        }
         for layer in chosen {
             report.files.push(File {
                 title: layer.title.clone(),
@@ -246,7 +294,7 @@ fn pull_package(
                 size: layer.size,
                 digest: layer.digest.clone(),
                 media_type: Some(layer.media_type.clone()),
-                up_to_date: false,
+                status: Status::Listed,
             });
         }
         return Ok(());
@@ -259,6 +307,9 @@ fn pull_package(
     if args.output == Some(Output::Stdout) && chosen.len() != 1 {
         let titles: Vec<&str> = chosen.iter().filter_map(|l| l.title.as_deref()).collect();
         return Err(Error::NotOneFile(titles.join(", ")));
+    }
+    if args.mode == Mode::Verify {
+        return verify(root, &chosen, report);
     }
     // Every path is decided before the first download, so one bad title writes nothing.
     if args.output != Some(Output::Stdout) {
@@ -296,6 +347,47 @@ fn pull_package(
         );
     }
     Ok(())
+}
+
+/// `--verify`: whether each file in `root` holds its layer's content, read from the disk
+/// alone (no blob is requested). Any file that is not intact makes it a failure.
+fn verify(root: &Path, chosen: &[&Descriptor], report: &mut Report) -> Result<()> {
+    let titles: Vec<&str> = chosen
+        .iter()
+        .map(|l| l.title.as_deref().unwrap_or_default())
+        .collect();
+    // A directory that is not there holds nothing: every file is missing.
+    let paths = match root.is_dir() {
+        true => store::plan(root, &titles)?,
+        false => titles.iter().map(|t| root.join(t)).collect(),
+    };
+    for (path, layer) in paths.into_iter().zip(chosen) {
+        let status = match store::holds(&path, &layer.digest, Some(layer.size))? {
+            Some(_) => Status::Intact,
+            None if fs::symlink_metadata(&path).is_ok() => Status::Different,
+            None => Status::Missing,
+        };
+        report.files.push(File {
+            title: layer.title.clone(),
+            path: Some(path),
+            size: layer.size,
+            digest: layer.digest.clone(),
+            media_type: Some(layer.media_type.clone()),
+            status,
+        });
+    }
+    let bad = report
+        .files
+        .iter()
+        .filter(|f| f.status != Status::Intact)
+        .count();
+    match bad {
+        0 => Ok(()),
+        bad => Err(Error::NotIntact {
+            bad,
+            of: report.files.len(),
+        }),
+    }
 }
 
 /// The titled layers that `--include` and `--exclude` keep; untitled ones are noted.
@@ -367,6 +459,10 @@ fn record(
         Outcome::Written(n) => (n, false),
         Outcome::UpToDate(n) => (n, true),
     };
+    let status = match up_to_date {
+        true => Status::UpToDate,
+        false => Status::Written,
+    };
     if !args.quiet {
         let shown = match &path {
             Some(p) => p.strip_prefix(".").unwrap_or(p).display().to_string(),
@@ -385,6 +481,6 @@ fn record(
         size,
         digest: job.digest.clone(),
         media_type: media_type.cloned(),
-        up_to_date,
+        status,
     });
 }

@@ -16,8 +16,10 @@
 //!   The path (without the registry) is at most 255 characters.
 //! - A `:` starts a tag only when no `/` follows it, so `host:5000/repo` still parses. A tag is
 //!   a word character then up to 127 of `[A-Za-z0-9_.-]`. No tag means `latest`.
-//! - `@sha256:` and 64 lowercase hex characters name one blob. Given both, the digest wins and
-//!   the tag is only a label, as in Docker. Manifests may name sha512 content, and it is
+//! - `NAME@sha256:` and 64 lowercase hex characters name one blob (pkgforge's `ghcr_blob`).
+//!   `NAME:TAG@sha256:...` names the package whose *manifest* has that digest, as Docker reads
+//!   it: the digest is checked, the tag is only a label. (`--manifest` reads `NAME@sha256:` so
+//!   too.) Manifests may name sha512 content, and it is
 //!   verified, but a reference takes sha256 only: distribution refuses `@sha512:` references
 //!   (`ErrDigestUnsupported`), and ocidl's grammar is distribution's.
 //!
@@ -42,11 +44,13 @@ pub const GHCR: &str = "ghcr.io";
 const MAX_PATH_LEN: usize = 255;
 const MAX_TAG_LEN: usize = 128;
 
-/// What the command line decides for every reference: `--ghcr` and `--plain-http`.
+/// What the command line decides for every reference: `--ghcr`, `--plain-http`, and
+/// `--manifest` (a digest names a package's manifest, not a blob).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Defaults {
     pub ghcr: bool,
     pub plain_http: bool,
+    pub manifest: bool,
 }
 
 /// A registry host, with how to talk to it.
@@ -301,8 +305,9 @@ fn parse(input: &str, defaults: Defaults) -> Result<Reference, String> {
     };
     let tag_defaulted = tag.is_none() && digest.is_none();
     let target = match (digest, tag) {
-        (Some(digest), _) if by_manifest => Target::Manifest(digest),
-        (Some(digest), _) => Target::Blob(digest),
+        (Some(digest), _) if by_manifest || defaults.manifest => Target::Manifest(digest),
+        (Some(digest), Some(_)) => Target::Manifest(digest),
+        (Some(digest), None) => Target::Blob(digest),
         (None, tag) => Target::Tag(tag.unwrap_or(DEFAULT_TAG).to_string()),
     };
     Ok(Reference {
@@ -550,7 +555,7 @@ mod tests {
     fn ghcr_flag_and_schemes() {
         let ghcr = Defaults {
             ghcr: true,
-            plain_http: false,
+            ..Defaults::default()
         };
         let r = Reference::parse("pkgforge/bincache/jq:latest", ghcr).unwrap();
         assert_eq!(r.name(), "ghcr.io/pkgforge/bincache/jq:latest");
@@ -568,8 +573,8 @@ mod tests {
             "http://127.0.0.1:5000"
         );
         let plain = Defaults {
-            ghcr: false,
             plain_http: true,
+            ..Defaults::default()
         };
         let r = Reference::parse("https://127.0.0.1:5000/a", plain).unwrap();
         assert_eq!(
@@ -585,9 +590,21 @@ mod tests {
     }
 
     #[test]
-    fn digest_wins_over_tag() {
+    fn a_tag_and_a_digest_pin_a_manifest() {
+        let digest: Digest = format!("sha256:{HEX}").parse().unwrap();
         let r = ok(&format!("test:5000/repo:tag@sha256:{HEX}"));
-        assert!(matches!(r.target(), Target::Blob(_)));
+        assert_eq!(r.target(), &Target::Manifest(digest.clone()));
+        assert_eq!(r.name(), format!("test:5000/repo@sha256:{HEX}"));
+        assert_eq!(
+            ok(&format!("test:5000/repo@sha256:{HEX}")).target(),
+            &Target::Blob(digest.clone())
+        );
+        let manifest = Defaults {
+            manifest: true,
+            ..Defaults::default()
+        };
+        let r = Reference::parse(&format!("test:5000/repo@sha256:{HEX}"), manifest).unwrap();
+        assert_eq!(r.target(), &Target::Manifest(digest));
     }
 
     #[test]
@@ -640,7 +657,11 @@ mod tests {
                         }
                     }
                     if let Some(digest) = v["digest"].as_str() {
-                        assert!(matches!(r.target(), Target::Blob(d) if d.to_string() == digest));
+                        let pinned = match r.target() {
+                            Target::Blob(d) | Target::Manifest(d) => d.to_string() == digest,
+                            Target::Tag(_) => false,
+                        };
+                        assert!(pinned, "{input:?}");
                     }
                     // The table's parts are un-normalized: "a/b" has domain "a" there, while
                     // Docker (and ocidl) read "a" as a Docker Hub namespace.

@@ -10,7 +10,7 @@ use crate::auth::{self, Challenge, Credentials, GHCR_ANONYMOUS};
 use crate::credentials::Sources;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::manifest::{self, Manifest};
+use crate::manifest::{self, Fetched};
 use crate::policy::{self, Origin, Secret};
 use crate::reference::Repository;
 use crate::transport::{resolve, status_text, Pace, Paced, Reply, Transport, SMALL_BODY};
@@ -66,7 +66,7 @@ impl Client {
     /// Fetches and parses a manifest by tag or digest.
     /// The body is checked against the digest asked for when there is one, else against
     /// `Docker-Content-Digest` when the registry sends one.
-    pub fn manifest(&mut self, repo: &Repository, reference: &str) -> Result<Manifest> {
+    pub fn manifest(&mut self, repo: &Repository, reference: &str) -> Result<Fetched> {
         let url = format!(
             "{}/v2/{}/manifests/{reference}",
             repo.registry().base_url(),
@@ -84,13 +84,17 @@ impl Client {
             .parse::<Digest>()
             .ok()
             .or_else(|| sent_digest?.parse().ok());
-        if let Some(expected) = expected {
-            let actual = expected.algorithm().of(&body);
-            if expected != actual {
-                return Err(Error::DigestMismatch { expected, actual });
+        let digest = match expected {
+            Some(expected) => {
+                let actual = expected.algorithm().of(&body);
+                if expected != actual {
+                    return Err(Error::DigestMismatch { expected, actual });
+                }
+                actual
             }
-        }
-        Manifest::parse(content_type.as_deref(), &body)
+            None => Digest::of(&body),
+        };
+        Fetched::parse(content_type.as_deref(), body, digest)
     }
 
     /// Starts downloading a blob from byte `from` (0: all of it); the caller streams and

@@ -16,6 +16,7 @@ mod interrupt;
 mod mirrors;
 mod network;
 mod output;
+mod pinned;
 mod policy;
 mod proxies;
 mod pull;

@@ -6,7 +6,7 @@ use ocidl::reference::{Defaults, Reference};
 
 fuzz_target!(|input: &str| {
     for ghcr in [false, true] {
-        if let Ok(r) = Reference::parse(input, Defaults { ghcr, plain_http: false }) {
+        if let Ok(r) = Reference::parse(input, Defaults { ghcr, ..Defaults::default() }) {
             assert_eq!(r.to_string(), input);
             let _ = r.repository().registry().base_url();
             let _ = r.repository().path();
