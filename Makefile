@@ -32,13 +32,14 @@ demo: test-deps
 
 # What the tests start: the CNCF distribution registry, htpasswd for its Basic auth,
 # openssl for its TLS certificates, curl to check the test registry by hand, and script
-# (bsdutils) to run ocidl in a pseudo-terminal, socat to put TLS in front of a scripted server.
-TEST_TOOLS := docker-registry htpasswd openssl curl script socat
+# (bsdutils) to run ocidl in a pseudo-terminal, socat to put TLS in front of a scripted server,
+# skopeo to write and read OCI image layouts beside ocidl.
+TEST_TOOLS := docker-registry htpasswd openssl curl script socat skopeo
 test-deps:
 	@for tool in $(TEST_TOOLS); do command -v $$tool >/dev/null || missing=1; done; \
 	[ -z "$$missing" ] || { \
-		echo "installing docker-registry apache2-utils openssl curl bsdutils socat"; \
-		$(APT) update -qq && $(APT) install -y -qq docker-registry apache2-utils openssl curl bsdutils socat; }
+		echo "installing docker-registry apache2-utils openssl curl bsdutils socat skopeo"; \
+		$(APT) update -qq && $(APT) install -y -qq docker-registry apache2-utils openssl curl bsdutils socat skopeo; }
 
 musl-deps:
 	@rustup target list --installed | grep -qx $(MUSL) || rustup target add $(MUSL)

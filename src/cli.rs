@@ -26,6 +26,7 @@ REFERENCE:
     [https://|http://]REGISTRY/PATH:TAG@sha256:HEX
                                                   the package whose manifest has that digest
     [https://|http://]REGISTRY/PATH@sha256:HEX    one blob (a package's manifest with --manifest)
+    oci:DIR[:NAME], oci:DIR@sha256:HEX            the same from an OCI image layout, offline
     No tag means 'latest'. Without a registry the path is on Docker Hub, or on ghcr.io
     with --ghcr. Several references are pulled in order.
 
@@ -43,6 +44,10 @@ CHOOSING:
         --list            print the package's files (title, size, digest, media type) and
                           download nothing
         --tags            print the repository's tags and download nothing
+        --cache DIR       keep every manifest and blob fetched in DIR, an OCI image layout
+                          (also OCIDL_CACHE); blobs already there are copied out, verified
+        --cache-only      fetch into the --cache and write no other file (fill a layout to
+                          carry to an offline machine)
         --verify          check the files already in the output directory against the
                           package: 'intact', 'missing' or 'different', one line each; exit 0
                           only when all are intact (reads the manifest, downloads no blob)
@@ -125,6 +130,8 @@ pub struct Args {
     pub exclude: Vec<Glob>,
     /// `--mirror`: tried before the registry for every reference.
     pub mirrors: Vec<String>,
+    /// `--cache` (or `OCIDL_CACHE`): an OCI image layout that keeps what is fetched.
+    pub cache: Option<PathBuf>,
 }
 
 /// Download, or only look.
@@ -135,6 +142,8 @@ pub enum Mode {
     Tags,
     /// Check the files already written against the package; download nothing.
     Verify,
+    /// Fetch into the cache only (`--cache-only`), writing no file anywhere else.
+    Fill,
 }
 
 impl Args {
@@ -183,6 +192,9 @@ pub fn parse_args(mut parser: lexopt::Parser) -> Result<Command> {
     let mut exclude = Vec::new();
     let mut defaults = Defaults::default();
     let mut mirrors = Vec::new();
+    let mut cache = std::env::var_os("OCIDL_CACHE")
+        .filter(|c| !c.is_empty())
+        .map(PathBuf::from);
 
     while let Some(arg) = parser.next()? {
         match arg {
@@ -212,6 +224,8 @@ pub fn parse_args(mut parser: lexopt::Parser) -> Result<Command> {
             Long("list") => modes.push(Mode::List),
             Long("tags") => modes.push(Mode::Tags),
             Long("verify") => modes.push(Mode::Verify),
+            Long("cache") => cache = Some(PathBuf::from(parser.value()?)),
+            Long("cache-only") => modes.push(Mode::Fill),
             Long("include") => include.push(glob(&mut parser, "--include")?),
             Long("exclude") => exclude.push(glob(&mut parser, "--exclude")?),
             Short('h') | Long("help") => return Ok(Command::Help),
@@ -237,8 +251,17 @@ pub fn parse_args(mut parser: lexopt::Parser) -> Result<Command> {
     let mode = match modes.as_slice() {
         [] => Mode::Pull,
         [one] => *one,
-        _ => return Err(Error::Usage("--list, --tags and --verify go alone".into())),
+        _ => {
+            return Err(Error::Usage(
+                "--list, --tags, --verify and --cache-only go alone".into(),
+            ))
+        }
     };
+    if mode == Mode::Fill && cache.is_none() {
+        return Err(Error::Usage(
+            "--cache-only needs --cache DIR (or OCIDL_CACHE)".into(),
+        ));
+    }
     if let Mode::List | Mode::Verify = mode {
         let flag = if mode == Mode::List {
             "--list"
@@ -295,6 +318,7 @@ pub fn parse_args(mut parser: lexopt::Parser) -> Result<Command> {
         include,
         exclude,
         mirrors,
+        cache,
     }))
 }
 
@@ -439,6 +463,7 @@ mod tests {
             (&["-o", "-", "--json", "--include", "a", "x.io/y:tag"], "--json"),
             (&["--list", "--tags", "x.io/y"], "go alone"),
             (&["--verify", "--list", "x.io/y"], "go alone"),
+            (&["--cache-only", "x.io/y"], "needs --cache"),
             (&["--verify", "-o", "-", "--include", "a", "x.io/y"], "no use"),
             (&["--list", "x.io/y@sha256:0000000000000000000000000000000000000000000000000000000000000000"], "is a blob"),
             (&["--include", "[a", "x.io/y"], "unclosed"),

@@ -21,7 +21,8 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
-    fn name(self) -> &'static str {
+    /// `sha256` or `sha512`, as in a digest and in an image layout's `blobs/` directory.
+    pub fn name(self) -> &'static str {
         match self {
             Algorithm::Sha256 => "sha256",
             Algorithm::Sha512 => "sha512",
@@ -60,9 +61,19 @@ impl Digest {
         self.algorithm
     }
 
-    /// The first 12 hex characters, as status lines show it (like `docker images`).
+    /// The hex characters after the algorithm.
+    pub fn hex(&self) -> &str {
+        &self.hex
+    }
+
+    /// The first 12 hex characters, as temporary file names carry it.
     pub fn short(&self) -> &str {
         &self.hex[..12]
+    }
+
+    /// `sha256:` and the first 12 hex characters, as status lines show it (like `docker images`).
+    pub fn brief(&self) -> String {
+        format!("{}:{}", self.algorithm.name(), self.short())
     }
 }
 

@@ -21,14 +21,7 @@ use crate::store::{self, Partial, BUFFER};
 /// Progress that earns a download its retry budget back after a break.
 const PROGRESS: u64 = 1 << 20;
 
-/// What a download did.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Downloaded and verified; this many bytes.
-    Written(u64),
-    /// The target already held exactly this content; nothing was downloaded.
-    UpToDate(u64),
-}
+pub use crate::store::Outcome;
 
 /// One blob to fetch.
 pub struct Job<'a> {

@@ -15,6 +15,7 @@ use ocidl::auth::Credentials;
 use ocidl::cli::{self, Args, Command, Mode};
 use ocidl::credentials;
 use ocidl::error::{Error, Result};
+use ocidl::layout::Layout;
 use ocidl::mirrors::Mirrors;
 use ocidl::progress::{self, Progress};
 use ocidl::pull::{self, Report};
@@ -51,30 +52,38 @@ fn main() -> ExitCode {
         Ok(mirrors) => mirrors,
         Err(e) => return ExitCode::from(report(None, &e)),
     };
+    let cache = match args.cache.as_deref().map(Layout::create).transpose() {
+        Ok(cache) => cache,
+        Err(e) => return ExitCode::from(report(None, &e)),
+    };
     let mut progress = Progress::new(args.quiet);
     let mut documents = Vec::new();
     let mut worst = 0;
     for reference in &args.references {
         let mut done = Report::default();
         let by_digest = !matches!(reference.target(), Target::Tag(_));
-        let result = mirrors
-            .sources(reference.repository(), by_digest)
-            .and_then(|sources| {
-                pull::run(
-                    &mut client,
-                    reference,
-                    &sources,
-                    &args,
-                    &mut progress,
-                    &mut done,
-                )
-            });
+        let sources = match reference.repository() {
+            Some(repository) => mirrors.sources(repository, by_digest),
+            None => Ok(Vec::new()),
+        };
+        let result = sources.and_then(|sources| {
+            let cache = cache.as_ref();
+            pull::run(
+                &mut client,
+                reference,
+                &sources,
+                cache,
+                &args,
+                &mut progress,
+                &mut done,
+            )
+        });
         if let Err(e) = &result {
             worst = worst.max(report(Some(reference), e));
         }
         if args.json {
             documents.push(done.to_json(reference, args.mode, result.as_ref().err()));
-        } else if args.mode != Mode::Pull {
+        } else if let Mode::List | Mode::Tags | Mode::Verify = args.mode {
             if let Err(e) = print(&done.lines(args.mode).join("\n")) {
                 return ExitCode::from(worst.max(report(None, &e)));
             }

@@ -65,10 +65,14 @@ impl Fetched {
     }
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Manifest {
-    /// An image or artifact manifest: its layers are the files.
-    Image { layers: Vec<Descriptor> },
+    /// An image or artifact manifest: its layers are the files; the config is kept only
+    /// in a cache, so that the layout is whole.
+    Image {
+        config: Option<Descriptor>,
+        layers: Vec<Descriptor>,
+    },
     /// An image index or Docker manifest list: one manifest per platform.
     Index { manifests: Vec<Descriptor> },
 }
@@ -97,9 +101,14 @@ impl Manifest {
         };
         let manifest = match media_type {
             OCI_MANIFEST | DOCKER_MANIFEST => Manifest::Image {
+                config: json
+                    .get("config")
+                    .map(|c| descriptor(c, 0, "config"))
+                    .transpose()?,
                 layers: descriptors(&json, "layers")?,
             },
             OCI_ARTIFACT => Manifest::Image {
+                config: None,
                 layers: descriptors(&json, "blobs")?,
             },
             OCI_INDEX | DOCKER_LIST => Manifest::Index {
@@ -125,37 +134,41 @@ fn descriptors(json: &Value, field: &str) -> Result<Vec<Descriptor>> {
     items
         .iter()
         .enumerate()
-        .map(|(i, item)| {
-            let digest = item
-                .get("digest")
-                .and_then(Value::as_str)
-                .ok_or_else(|| bad(format!("entry {i} has no digest")))?
-                .parse::<Digest>()
-                .map_err(|e| bad(format!("entry {i}: {e}")))?;
-            let size = item
-                .get("size")
-                .and_then(Value::as_u64)
-                .ok_or_else(|| bad(format!("entry {i} has no size")))?;
-            let media_type = item
-                .get("mediaType")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            let title = match item.get("annotations").and_then(|a| a.get(TITLE)) {
-                None => None,
-                Some(Value::String(t)) => Some(t.clone()),
-                Some(_) => return Err(bad(format!("entry {i} has a title that is not a string"))),
-            };
-            let platform = item.get("platform").and_then(Platform::from_json);
-            Ok(Descriptor {
-                media_type,
-                digest,
-                size,
-                title,
-                platform,
-            })
-        })
+        .map(|(i, item)| descriptor(item, i, field))
         .collect()
+}
+
+/// Entry `i` of `field`.
+fn descriptor(item: &Value, i: usize, field: &str) -> Result<Descriptor> {
+    let bad = |what: String| Error::BadManifest(format!("{field}: {what}"));
+    let digest = item
+        .get("digest")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad(format!("entry {i} has no digest")))?
+        .parse::<Digest>()
+        .map_err(|e| bad(format!("entry {i}: {e}")))?;
+    let size = item
+        .get("size")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| bad(format!("entry {i} has no size")))?;
+    let media_type = item
+        .get("mediaType")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let title = match item.get("annotations").and_then(|a| a.get(TITLE)) {
+        None => None,
+        Some(Value::String(t)) => Some(t.clone()),
+        Some(_) => return Err(bad(format!("entry {i} has a title that is not a string"))),
+    };
+    let platform = item.get("platform").and_then(Platform::from_json);
+    Ok(Descriptor {
+        media_type,
+        digest,
+        size,
+        title,
+        platform,
+    })
 }
 
 /// `os/architecture[/variant]`, as in `--platform linux/arm64`.
@@ -290,7 +303,7 @@ mod tests {
             ],
             "annotations": {"dev.pkgforge.soar.version": "8.11.1"}
         });
-        let Manifest::Image { layers } =
+        let Manifest::Image { layers, .. } =
             Manifest::parse(None, body.to_string().as_bytes()).unwrap()
         else {
             panic!("not an image")

@@ -478,6 +478,7 @@ mod tests {
         Reference::parse(input, Defaults::default())
             .unwrap()
             .repository()
+            .unwrap()
             .clone()
     }
 

@@ -1,159 +1,57 @@
 //! The job itself, top to bottom: a reference becomes a manifest, the manifest becomes
 //! descriptors, the descriptors become verified files. What was done is recorded in a
-//! `Report` that `main` prints (as text or JSON).
+//! `Report` (`report.rs`) that `main` prints (as text or JSON); where the bytes come from is
+//! `fetch.rs`.
 
 use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use serde_json::{json, Value};
-
 use crate::cli::{Args, Mode, Output};
 use crate::digest::Digest;
-use crate::download::{self, Job, Outcome};
 use crate::error::{Error, Result};
+use crate::fetch::{Fetch, From};
+use crate::layout::Layout;
 use crate::manifest::{Descriptor, Manifest};
 use crate::mirrors::Source;
 use crate::progress::{self, human_size, Progress};
-use crate::reference::{Reference, Repository, Target, DEFAULT_TAG};
+use crate::reference::{Place, Reference, Repository, Target, DEFAULT_TAG};
 use crate::registry::Client;
-use crate::store;
-use crate::text::escape;
+use crate::store::{self, Outcome};
 
-/// What one reference gave: its files (written, up to date, or listed) or its tags.
-#[derive(Debug, Default)]
-pub struct Report {
-    pub files: Vec<File>,
-    pub tags: Vec<String>,
-    /// A blob began to stream to stdout, so its bytes cannot be taken back.
-    pub streamed: bool,
-    /// The digest of the manifest (or index) the reference resolved to: what pins it.
-    pub manifest: Option<Digest>,
-}
-
-#[derive(Debug)]
-pub struct File {
-    /// The layer's title; `None` for a blob fetched by digest.
-    pub title: Option<String>,
-    /// Where it was written; `None` when listed, or written to stdout.
-    pub path: Option<PathBuf>,
-    pub size: u64,
-    pub digest: Digest,
-    pub media_type: Option<String>,
-    pub status: Status,
-}
-
-/// What became of a file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
-    /// Only named (`--list`).
-    Listed,
-    Written,
-    /// It already held this content; nothing was downloaded.
-    UpToDate,
-    /// `--verify`: the file holds the package's content, is not there, or holds other bytes.
-    Intact,
-    Missing,
-    Different,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Listed => "listed",
-            Status::Written => "written",
-            Status::UpToDate => "up to date",
-            Status::Intact => "intact",
-            Status::Missing => "missing",
-            Status::Different => "different",
-        }
-    }
-}
-
-impl Report {
-    /// One reference's part of the `--json` document.
-    pub fn to_json(&self, reference: &Reference, mode: Mode, error: Option<&Error>) -> Value {
-        let mut doc = json!({ "reference": reference.to_string(), "name": reference.name() });
-        if let Some(manifest) = &self.manifest {
-            doc["manifest"] = json!(manifest.to_string());
-        }
-        if mode == Mode::Tags {
-            doc["tags"] = json!(self.tags);
-        } else {
-            doc["files"] = self.files.iter().map(File::to_json).collect();
-        }
-        if let Some(error) = error {
-            doc["error"] = json!(error.to_string());
-        }
-        doc
-    }
-
-    /// `--list` and `--tags` without `--json`: one record a line, tab-separated, on stdout.
-    /// A tab or newline a registry put in a title, tag or media type is escaped, so it can
-    /// neither add a column nor a line.
-    pub fn lines(&self, mode: Mode) -> Vec<String> {
-        match mode {
-            Mode::Tags => self.tags.iter().map(|t| escape(t).into_owned()).collect(),
-            Mode::Verify => self
-                .files
-                .iter()
-                .map(|f| {
-                    let path = f.path.as_deref().unwrap_or(Path::new("-"));
-                    let shown = path.strip_prefix(".").unwrap_or(path).display().to_string();
-                    format!("{}\t{}", f.status.as_str(), escape(&shown))
-                })
-                .collect(),
-            _ => self
-                .files
-                .iter()
-                .map(|f| {
-                    let title = escape(f.title.as_deref().unwrap_or("-"));
-                    let media_type = escape(f.media_type.as_deref().unwrap_or("-"));
-                    format!("{title}\t{}\t{}\t{media_type}", f.size, f.digest)
-                })
-                .collect(),
-        }
-    }
-}
-
-impl File {
-    fn to_json(&self) -> Value {
-        let mut file =
-            json!({ "title": self.title, "size": self.size, "digest": self.digest.to_string() });
-        if let Some(path) = &self.path {
-            file["path"] = json!(path.to_string_lossy());
-            file["status"] = json!(self.status.as_str());
-        }
-        if let Some(media_type) = &self.media_type {
-            file["mediaType"] = json!(media_type);
-        }
-        file
-    }
-}
+pub use crate::report::{File, Report, Status};
 
 /// Does what `args` asks for one reference, from the first of its sources (mirrors, then
 /// the registry, see `mirrors.rs`) that can. A mirror that fails in any way that is about
 /// what it served (unreachable, 404, 5xx, a wrong byte) is noted and the next source tried;
 /// the registry's own failure is the result. Bytes already on stdout cannot be taken back,
-/// so once a blob streams there, its failure is final.
+/// so once a blob streams there, its failure is final. `cache`, when given, keeps every
+/// manifest and blob verified, and serves blobs it already holds.
 pub fn run(
     client: &mut Client,
     reference: &Reference,
     sources: &[Source],
+    cache: Option<&Layout>,
     args: &Args,
     progress: &mut Progress,
     report: &mut Report,
 ) -> Result<()> {
-    for (i, source) in sources.iter().enumerate() {
-        *report = Report::default();
-        let result = run_from(
+    if let Place::Layout(path) = reference.place() {
+        let layout = Layout::open(path)?;
+        return run_from(
             client,
             reference,
-            &source.repository,
+            From::Layout(&layout),
+            None,
             args,
             progress,
             report,
         );
+    }
+    for (i, source) in sources.iter().enumerate() {
+        *report = Report::default();
+        let from = From::Registry(&source.repository);
+        let result = run_from(client, reference, from, cache, args, progress, report);
         match result {
             Err(e)
                 if source.mirror
@@ -175,31 +73,48 @@ pub fn run(
     Err(Error::Usage("no source to fetch from".into()))
 }
 
-/// `run` for one source: `repo` is where the reference's repository is fetched from.
+/// `run` for one source.
 fn run_from(
     client: &mut Client,
     reference: &Reference,
-    repo: &Repository,
+    from: From,
+    cache: Option<&Layout>,
     args: &Args,
     progress: &mut Progress,
     report: &mut Report,
 ) -> Result<()> {
-    let name = reference.repository().last_segment();
+    let name = reference.file_name();
+    let mut fetch = Fetch {
+        client,
+        from,
+        cache,
+    };
     match (args.mode, reference.target()) {
         (Mode::Tags, _) => {
-            report.tags = client.tags(repo)?;
+            report.tags = match from {
+                From::Registry(repo) => fetch.client.tags(repo)?,
+                From::Layout(layout) => layout.names()?,
+            };
             Ok(())
         }
-        (_, Target::Blob(digest)) => fetch_blob(client, repo, name, digest, args, progress, report),
-        (_, Target::Tag(tag)) => match pull_package(client, repo, tag, args, progress, report) {
-            Err(Error::NotFound(what)) if reference.tag_defaulted() => {
-                Err(no_default_tag(client, repo, what))
+        (_, Target::Blob(digest)) => fetch_blob(&mut fetch, &name, digest, args, progress, report),
+        (_, Target::Tag(tag)) => {
+            match pull_package(&mut fetch, reference, tag, args, progress, report) {
+                Err(Error::NotFound(what)) if reference.tag_defaulted() => match from {
+                    From::Registry(repo) => Err(no_default_tag(fetch.client, repo, what)),
+                    From::Layout(_) => Err(Error::NotFound(what)),
+                },
+                other => other,
             }
-            other => other,
-        },
-        (_, Target::Manifest(digest)) => {
-            pull_package(client, repo, &digest.to_string(), args, progress, report)
         }
+        (_, Target::Manifest(digest)) => pull_package(
+            &mut fetch,
+            reference,
+            &digest.to_string(),
+            args,
+            progress,
+            report,
+        ),
     }
 }
 
@@ -224,53 +139,58 @@ fn no_default_tag(client: &mut Client, repo: &Repository, what: String) -> Error
     ))
 }
 
-/// `oras blob fetch`: one blob, to a file named after the reference's repository (`name`),
-/// or as `-o` says.
+/// `oras blob fetch`: one blob, to a file named after the reference (`name`), or as `-o`
+/// says.
 fn fetch_blob(
-    client: &mut Client,
-    repo: &Repository,
+    fetch: &mut Fetch,
     name: &str,
     digest: &Digest,
     args: &Args,
     progress: &mut Progress,
     report: &mut Report,
 ) -> Result<()> {
-    let job = Job {
-        repo,
-        digest,
-        size: None,
-        quiet: args.quiet,
-    };
     let target = match &args.output {
         Some(Output::Stdout) => None,
         Some(Output::Path(path)) if store::names_directory(path) => Some(path.join(name)),
         Some(Output::Path(path)) => Some(path.clone()),
         None => Some(PathBuf::from(name)),
     };
+    if args.mode == Mode::Fill {
+        let size = fetch.fill(digest, None, args.quiet, progress)?;
+        report.files.push(File {
+            title: None,
+            path: None,
+            size,
+            digest: digest.clone(),
+            media_type: None,
+            status: Status::Cached,
+        });
+        return Ok(());
+    }
     report.streamed = target.is_none();
-    let outcome = write(client, &job, target.as_deref(), name, progress)?;
-    record(args, report, None, target, &job, None, outcome);
+    let outcome = write(fetch, digest, None, target.as_deref(), name, args, progress)?;
+    record(args, report, None, target, digest, None, outcome);
     Ok(())
 }
 
 /// `oras pull`: every layer with a title (that `--include`/`--exclude` keep), written under
 /// that title in the output directory; or, with `--list`, only named.
 fn pull_package(
-    client: &mut Client,
-    repo: &Repository,
+    fetch: &mut Fetch,
+    reference: &Reference,
     tag: &str,
     args: &Args,
     progress: &mut Progress,
     report: &mut Report,
 ) -> Result<()> {
-    let top = client.manifest(repo, tag)?;
+    let top = fetch.manifest(tag)?;
     report.manifest = Some(top.digest.clone());
-    let mut manifest = top.manifest;
+    let mut manifest = top.manifest.clone();
     if let Manifest::Index { manifests } = &manifest {
         let chosen = args.platform.select(manifests)?.digest.to_string();
-        manifest = client.manifest(repo, &chosen)?.manifest;
+        manifest = fetch.manifest(&chosen)?.manifest;
     }
-    let Manifest::Image { layers } = manifest else {
+    let Manifest::Image { config, layers } = manifest else {
         return Err(Error::BadManifest(
             "an index whose entry is another index".into(),
         ));
@@ -279,27 +199,47 @@ fn pull_package(
 
     if args.mode == Mode::List {
         if !args.quiet && tag.parse::<Digest>().is_err() {
+            let name = reference.name();
             progress::note(format_args!(
-                "{}:{tag} is manifest {} (pin it: {}:{tag}@{})",
-                repo.name(),
-                top.digest,
-                repo.name(),
-                top.digest
+                "{name} is manifest {} (pin it: {name}@{})",
+                top.digest, top.digest
             ));
         }
         for layer in chosen {
-            report.files.push(File {
-                title: layer.title.clone(),
-                path: None,
-                size: layer.size,
-                digest: layer.digest.clone(),
-                media_type: Some(layer.media_type.clone()),
-                status: Status::Listed,
-            });
+            report.files.push(File::named(layer, Status::Listed));
         }
         return Ok(());
     }
 
+    // A cache is a layout others read (skopeo wants the config): it gets the config too.
+    if let (Some(config), Some(_), From::Registry(_), Mode::Pull | Mode::Fill) =
+        (&config, fetch.cache, fetch.from, args.mode)
+    {
+        fetch.fill(
+            &config.digest,
+            Some(config.size),
+            true,
+            &mut Progress::with(false),
+        )?;
+    }
+    if args.mode == Mode::Fill {
+        for layer in chosen {
+            fetch.fill(&layer.digest, Some(layer.size), args.quiet, progress)?;
+            if !args.quiet {
+                progress::note(format_args!(
+                    "{}  {}  {}  cached",
+                    layer.title.as_deref().unwrap_or("-"),
+                    human_size(layer.size),
+                    layer.digest.brief()
+                ));
+            }
+            report.files.push(File::named(layer, Status::Cached));
+        }
+        if let Some(cache) = fetch.cache {
+            cache.record(&reference.name(), &top)?;
+        }
+        return Ok(());
+    }
     let root = match &args.output {
         Some(Output::Path(path)) => path.as_path(),
         _ => Path::new("."),
@@ -325,26 +265,33 @@ fn pull_package(
     };
     report.streamed = args.output == Some(Output::Stdout);
     for ((path, layer), title) in paths.into_iter().zip(chosen).zip(titles) {
-        let job = Job {
-            repo,
-            digest: &layer.digest,
-            size: Some(layer.size),
-            quiet: args.quiet,
-        };
-        let outcome =
-            write(client, &job, path.as_deref(), title, progress).map_err(|e| Error::Layer {
-                title: title.to_string(),
-                source: Box::new(e),
-            })?;
+        let size = Some(layer.size);
+        let outcome = write(
+            fetch,
+            &layer.digest,
+            size,
+            path.as_deref(),
+            title,
+            args,
+            progress,
+        )
+        .map_err(|e| Error::Layer {
+            title: title.to_string(),
+            source: Box::new(e),
+        })?;
         record(
             args,
             report,
             Some(title),
             path,
-            &job,
+            &layer.digest,
             Some(&layer.media_type),
             outcome,
         );
+    }
+    // The cache now holds the package whole: name it there, as skopeo's oci:DIR:NAME reads.
+    if let (Some(cache), From::Registry(_)) = (fetch.cache, fetch.from) {
+        cache.record(&reference.name(), &top)?;
     }
     Ok(())
 }
@@ -424,19 +371,18 @@ fn choose<'a>(layers: &'a [Descriptor], args: &Args) -> Result<Vec<&'a Descripto
     Ok(chosen)
 }
 
-/// Downloads one blob to `target`, or to stdout when there is none, with progress.
+/// Delivers one blob to `target`, or to stdout when there is none, with progress.
 fn write(
-    client: &mut Client,
-    job: &Job,
+    fetch: &mut Fetch,
+    digest: &Digest,
+    size: Option<u64>,
     target: Option<&Path>,
     name: &str,
+    args: &Args,
     progress: &mut Progress,
 ) -> Result<Outcome> {
-    progress.start(name, job.size);
-    let outcome = match target {
-        Some(path) => download::to_path(client, job, path, progress),
-        None => download::to_stdout(client, job, progress).map(Outcome::Written),
-    };
+    progress.start(name, size);
+    let outcome = fetch.blob(digest, size, target, args.quiet, progress);
     let bytes = match &outcome {
         Ok(Outcome::Written(n)) => *n,
         _ => 0,
@@ -451,7 +397,7 @@ fn record(
     report: &mut Report,
     title: Option<&str>,
     path: Option<PathBuf>,
-    job: &Job,
+    digest: &Digest,
     media_type: Option<&String>,
     outcome: Outcome,
 ) {
@@ -470,16 +416,16 @@ fn record(
         };
         let note = if up_to_date { "  up to date" } else { "" };
         progress::note(format_args!(
-            "{shown}  {}  sha256:{}{note}",
+            "{shown}  {}  {}{note}",
             human_size(size),
-            job.digest.short()
+            digest.brief()
         ));
     }
     report.files.push(File {
         title: title.map(str::to_string),
         path,
         size,
-        digest: job.digest.clone(),
+        digest: digest.clone(),
         media_type: media_type.cloned(),
         status,
     });

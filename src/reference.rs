@@ -27,6 +27,7 @@
 
 use std::fmt;
 use std::net::Ipv6Addr;
+use std::path::PathBuf;
 
 use crate::digest::Digest;
 use crate::error::Error;
@@ -177,6 +178,14 @@ impl fmt::Display for Location {
     }
 }
 
+/// Where a reference's content is: a registry's repository, or an OCI image layout on disk
+/// (`oci:PATH`, skopeo's form), which needs no network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Place {
+    Registry(Repository),
+    Layout(PathBuf),
+}
+
 /// What in a repository is asked for: a tagged package, a package by its manifest's
 /// digest (a registry API URL `.../manifests/sha256:...`), or one blob by digest.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -190,7 +199,7 @@ pub enum Target {
 #[derive(Clone, Debug)]
 pub struct Reference {
     input: String,
-    repository: Repository,
+    place: Place,
     target: Target,
     /// No tag and no digest was given: the tag is `DEFAULT_TAG`, which may not exist.
     tag_defaulted: bool,
@@ -204,8 +213,28 @@ impl Reference {
         })
     }
 
-    pub fn repository(&self) -> &Repository {
-        &self.repository
+    pub fn place(&self) -> &Place {
+        &self.place
+    }
+
+    /// The repository, for a reference to a registry.
+    pub fn repository(&self) -> Option<&Repository> {
+        match &self.place {
+            Place::Registry(repository) => Some(repository),
+            Place::Layout(_) => None,
+        }
+    }
+
+    /// The file a blob is written to without `-o`: the repository's last path segment, or,
+    /// from a layout, the digest's hex.
+    pub fn file_name(&self) -> String {
+        match (&self.place, &self.target) {
+            (Place::Registry(repository), _) => repository.last_segment().to_string(),
+            (Place::Layout(_), Target::Blob(digest) | Target::Manifest(digest)) => {
+                digest.hex().to_string()
+            }
+            (Place::Layout(_), Target::Tag(_)) => "blob".to_string(),
+        }
     }
 
     pub fn target(&self) -> &Target {
@@ -219,11 +248,14 @@ impl Reference {
 
     /// The fully qualified form: `docker.io/library/debian:latest`.
     pub fn name(&self) -> String {
+        let place = match &self.place {
+            Place::Registry(repository) => repository.name(),
+            Place::Layout(path) => format!("oci:{}", path.display()),
+        };
         match &self.target {
-            Target::Tag(tag) => format!("{}:{tag}", self.repository.name()),
-            Target::Manifest(digest) | Target::Blob(digest) => {
-                format!("{}@{digest}", self.repository.name())
-            }
+            Target::Tag(tag) if tag.is_empty() => place,
+            Target::Tag(tag) => format!("{place}:{tag}"),
+            Target::Manifest(digest) | Target::Blob(digest) => format!("{place}@{digest}"),
         }
     }
 }
@@ -236,6 +268,10 @@ impl fmt::Display for Reference {
 
 fn parse(input: &str, defaults: Defaults) -> Result<Reference, String> {
     // dbin and other pkgforge tools write `oci://ghcr.io/...`: the reference itself follows.
+    // `oci:PATH` without the slashes is skopeo's image layout.
+    if let Some(rest) = input.strip_prefix("oci:").filter(|r| !r.starts_with("//")) {
+        return parse_layout(input, rest, defaults);
+    }
     let unprefixed = input.strip_prefix("oci://").unwrap_or(input);
     let (rest, plain_http) = if let Some(rest) = unprefixed.strip_prefix("https://") {
         (rest, false)
@@ -312,12 +348,45 @@ fn parse(input: &str, defaults: Defaults) -> Result<Reference, String> {
     };
     Ok(Reference {
         input: input.to_string(),
-        repository: Repository {
+        place: Place::Registry(Repository {
             registry,
             path: path.to_string(),
-        },
+        }),
         target,
         tag_defaulted,
+    })
+}
+
+/// `oci:PATH[:NAME]`, `oci:PATH:TAG@DIGEST` and `oci:PATH@DIGEST`, as skopeo writes them: a
+/// layout and what in it. PATH holds no `:` or `@`; NAME is what `index.json` records
+/// (`org.opencontainers.image.ref.name`), and no name means the layout's only manifest.
+fn parse_layout(input: &str, rest: &str, defaults: Defaults) -> Result<Reference, String> {
+    let end = rest.find([':', '@']).unwrap_or(rest.len());
+    let (path, after) = rest.split_at(end);
+    if path.is_empty() {
+        return Err("oci: names a layout directory: oci:PATH[:NAME] or oci:PATH@DIGEST".into());
+    }
+    let (name, digest) = match after.split_once('@') {
+        Some((name, digest)) => (name, Some(reference_digest(digest)?)),
+        None => (after, None),
+    };
+    let name = name.strip_prefix(':').unwrap_or(name);
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "._:/+-@".contains(c);
+    if !name.chars().all(allowed) {
+        return Err(format!(
+            "a layout's manifest name is [A-Za-z0-9._:/+-], not {name:?}"
+        ));
+    }
+    let target = match digest {
+        Some(digest) if defaults.manifest || !name.is_empty() => Target::Manifest(digest),
+        Some(digest) => Target::Blob(digest),
+        None => Target::Tag(name.to_string()),
+    };
+    Ok(Reference {
+        input: input.to_string(),
+        place: Place::Layout(PathBuf::from(path)),
+        target,
+        tag_defaulted: false,
     })
 }
 
@@ -478,7 +547,7 @@ mod tests {
         let r = ok("ubuntu");
         assert_eq!(r.name(), "docker.io/library/ubuntu:latest");
         assert_eq!(
-            r.repository().registry().base_url(),
+            r.repository().unwrap().registry().base_url(),
             "https://registry-1.docker.io"
         );
         assert_eq!(
@@ -492,10 +561,10 @@ mod tests {
     #[test]
     fn pkgforge_forms() {
         let pkg = ok("ghcr.io/pkgforge/bincache/curl/stunnel/trurl:8.11.1-x86_64-linux");
-        assert_eq!(pkg.repository().registry().host(), "ghcr.io");
-        assert!(pkg.repository().registry().is_ghcr());
+        assert_eq!(pkg.repository().unwrap().registry().host(), "ghcr.io");
+        assert!(pkg.repository().unwrap().registry().is_ghcr());
         assert_eq!(
-            pkg.repository().path(),
+            pkg.repository().unwrap().path(),
             "pkgforge/bincache/curl/stunnel/trurl"
         );
         assert_eq!(pkg.target(), &Target::Tag("8.11.1-x86_64-linux".into()));
@@ -503,11 +572,14 @@ mod tests {
         let blob = ok(&format!(
             "https://ghcr.io/pkgforge/bincache/curl/stunnel/trurl@sha256:{HEX}"
         ));
-        assert_eq!(blob.repository().last_segment(), "trurl");
+        assert_eq!(blob.repository().unwrap().last_segment(), "trurl");
         assert!(
             matches!(blob.target(), Target::Blob(d) if d.to_string() == format!("sha256:{HEX}"))
         );
-        assert_eq!(blob.repository().registry().base_url(), "https://ghcr.io");
+        assert_eq!(
+            blob.repository().unwrap().registry().base_url(),
+            "https://ghcr.io"
+        );
     }
 
     #[test]
@@ -524,9 +596,9 @@ mod tests {
             (format!("https://ghcr.io/v2/pkgforge/bincache/curl/stunnel/trurl/blobs/sha256:{HEX}?x=1"), Target::Blob(digest.clone()), false),
         ] {
             let r = ok(&input);
-            assert_eq!(r.repository().name(), trurl, "{input}");
+            assert_eq!(r.repository().unwrap().name(), trurl, "{input}");
             assert_eq!(r.target(), &target, "{input}");
-            assert_eq!(r.repository().registry().base_url().starts_with("http:"), plain, "{input}");
+            assert_eq!(r.repository().unwrap().registry().base_url().starts_with("http:"), plain, "{input}");
             assert_eq!(r.to_string(), input);
             assert!(!r.tag_defaulted());
         }
@@ -534,7 +606,35 @@ mod tests {
         let url = ok("https://ghcr.io/pkgforge/bincache/7z/official/7z");
         assert_eq!(url.target(), &Target::Tag("latest".into()));
         assert!(url.tag_defaulted());
+        for (layout, place, target) in [
+            ("oci:cache", "cache", Target::Tag(String::new())),
+            (
+                "oci:/mnt/usb/ocidl:ghcr.io/pkgforge/x:v1",
+                "/mnt/usb/ocidl",
+                Target::Tag("ghcr.io/pkgforge/x:v1".into()),
+            ),
+            ("oci:dir:v1", "dir", Target::Tag("v1".into())),
+            (
+                &format!("oci:dir@sha256:{HEX}"),
+                "dir",
+                Target::Blob(digest.clone()),
+            ),
+            (
+                &format!("oci:dir:v1@sha256:{HEX}"),
+                "dir",
+                Target::Manifest(digest.clone()),
+            ),
+        ] {
+            let r = ok(layout);
+            assert_eq!(r.place(), &Place::Layout(PathBuf::from(place)), "{layout}");
+            assert_eq!(r.target(), &target, "{layout}");
+            assert!(r.repository().is_none());
+        }
         for (bad, says) in [
+            ("oci:", "layout directory"),
+            ("oci::v1", "layout directory"),
+            ("oci:dir:a b", "manifest name"),
+            ("oci:dir@sha256:abc", "64 hex"),
             ("https://ghcr.io/v2/a/tags/list", "registry API URL"),
             ("https://ghcr.io/v2/a/manifests/", "registry API URL"),
             ("https://ghcr.io/v2//blobs/sha256:00", "registry API URL"),
@@ -561,13 +661,18 @@ mod tests {
         assert_eq!(r.name(), "ghcr.io/pkgforge/bincache/jq:latest");
         // --ghcr on a named registry keeps the registry and the ghcr auth shortcut.
         let r = Reference::parse("127.0.0.1:5000/a/b", ghcr).unwrap();
-        assert_eq!(r.repository().registry().host(), "127.0.0.1:5000");
-        assert!(r.repository().registry().is_ghcr());
-        assert!(!ok("127.0.0.1:5000/a/b").repository().registry().is_ghcr());
+        assert_eq!(r.repository().unwrap().registry().host(), "127.0.0.1:5000");
+        assert!(r.repository().unwrap().registry().is_ghcr());
+        assert!(!ok("127.0.0.1:5000/a/b")
+            .repository()
+            .unwrap()
+            .registry()
+            .is_ghcr());
 
         assert_eq!(
             ok("http://127.0.0.1:5000/a")
                 .repository()
+                .unwrap()
                 .registry()
                 .base_url(),
             "http://127.0.0.1:5000"
@@ -578,12 +683,12 @@ mod tests {
         };
         let r = Reference::parse("https://127.0.0.1:5000/a", plain).unwrap();
         assert_eq!(
-            r.repository().registry().base_url(),
+            r.repository().unwrap().registry().base_url(),
             "https://127.0.0.1:5000"
         );
         let r = Reference::parse("127.0.0.1:5000/a", plain).unwrap();
         assert_eq!(
-            r.repository().registry().base_url(),
+            r.repository().unwrap().registry().base_url(),
             "http://127.0.0.1:5000"
         );
         assert_eq!(r.to_string(), "127.0.0.1:5000/a");
@@ -666,10 +771,17 @@ mod tests {
                     // The table's parts are un-normalized: "a/b" has domain "a" there, while
                     // Docker (and ocidl) read "a" as a Docker Hub namespace.
                     if let Some(repository) = v["repository"].as_str() {
-                        assert!(r.repository().name().ends_with(repository), "{input:?}");
+                        assert!(
+                            r.repository().unwrap().name().ends_with(repository),
+                            "{input:?}"
+                        );
                     }
                     if let Some(domain) = v["domain"].as_str().filter(|d| looks_like_registry(d)) {
-                        assert_eq!(r.repository().registry().host(), domain, "{input:?}");
+                        assert_eq!(
+                            r.repository().unwrap().registry().host(),
+                            domain,
+                            "{input:?}"
+                        );
                     }
                 }
                 "invalid" => assert!(parsed.is_err(), "{input:?} should be invalid"),

@@ -24,6 +24,15 @@ use crate::text;
 /// small enough that memory stays flat for any blob size.
 pub const BUFFER: usize = 256 << 10;
 
+/// What delivering a file did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Downloaded (or copied out of a layout) and verified; this many bytes.
+    Written(u64),
+    /// The target already held exactly this content; nothing was fetched.
+    UpToDate(u64),
+}
+
 /// The suffix of ocidl's temporary files; no title may end with it, so no layer can name
 /// another's temporary file.
 pub const PARTIAL_SUFFIX: &str = ".ocidl-partial";

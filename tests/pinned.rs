@@ -36,15 +36,6 @@ fn registry() -> (Registry, String, String) {
     (reg, one.manifest.digest, two.manifest.digest)
 }
 
-/// Blob GETs distribution logged (`response completed`, method GET, a /blobs/ path).
-fn blob_gets(reg: &Registry) -> usize {
-    reg.log()
-        .lines()
-        .filter(|l| l.contains("response completed") && l.contains("http.request.method=GET"))
-        .filter(|l| l.contains("/blobs/"))
-        .count()
-}
-
 fn run(tmp: &TempDir, flags: &[&str], reference: &str) -> Output {
     pull_plain(tmp.path(), flags, reference).run()
 }
@@ -174,7 +165,7 @@ fn verify_tells_intact_missing_and_different_files_apart() {
     let tmp = TempDir::new();
     let reference = reg.reference(&format!("{REPO}:v1"));
     run(&tmp, &["-o", "out"], &reference).assert_success();
-    let before = blob_gets(&reg);
+    let before = reg.blob_gets();
 
     let out = run(&tmp, &["--verify", "-o", "out"], &reference);
     out.assert_success();
@@ -215,7 +206,7 @@ fn verify_tells_intact_missing_and_different_files_apart() {
         !tmp.join("nowhere").exists(),
         "--verify created the directory"
     );
-    assert_eq!(blob_gets(&reg), before, "--verify downloaded a blob");
+    assert_eq!(reg.blob_gets(), before, "--verify downloaded a blob");
 }
 
 #[test]

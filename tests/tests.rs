@@ -13,6 +13,7 @@ mod faults;
 mod harness;
 mod index;
 mod interrupt;
+mod layout;
 mod mirrors;
 mod network;
 mod output;

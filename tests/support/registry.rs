@@ -149,6 +149,15 @@ impl Registry {
             .join("data")
     }
 
+    /// Blob GETs the registry has logged so far (`response completed` lines).
+    pub fn blob_gets(&self) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("response completed") && l.contains("http.request.method=GET"))
+            .filter(|l| l.contains("/blobs/"))
+            .count()
+    }
+
     /// The registry's log so far, for failure messages.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default()
