@@ -196,7 +196,12 @@ fn pull_package(
         .map(|l| l.title.as_deref().unwrap_or_default())
         .collect();
     let paths: Vec<Option<PathBuf>> = match args.output {
-        Some(Output::Stdout) => vec![None; chosen.len()],
+        Some(Output::Stdout) => {
+            titles
+                .iter()
+                .try_for_each(|title| store::plain_text(title))?;
+            vec![None; chosen.len()]
+        }
         _ => store::plan(root, &titles)?.into_iter().map(Some).collect(),
     };
     for ((path, layer), title) in paths.into_iter().zip(chosen).zip(titles) {

@@ -44,12 +44,7 @@ pub fn safe_path(root: &Path, title: &str) -> Result<PathBuf> {
     if title.is_empty() {
         return refuse("empty".into());
     }
-    if let Some(c) = title.chars().find(|&c| text::is_unsafe(c)) {
-        return refuse(format!(
-            "contains the control or bidirectional character U+{:04X}",
-            c as u32
-        ));
-    }
+    plain_text(title)?;
     if title.ends_with('/') {
         return refuse("ends in '/', so it names a directory, not a file".into());
     }
@@ -94,6 +89,22 @@ pub fn safe_path(root: &Path, title: &str) -> Result<PathBuf> {
     Ok(relative
         .components()
         .fold(root.to_path_buf(), |p, c| p.join(c)))
+}
+
+/// Refuses a title with a control or bidirectional character, wherever its file goes (a
+/// path, or standard output with `-o -`): no file name needs one, and a terminal would act
+/// on it.
+pub fn plain_text(title: &str) -> Result<()> {
+    match title.chars().find(|&c| text::is_unsafe(c)) {
+        None => Ok(()),
+        Some(c) => Err(Error::UnsafeTitle {
+            title: title.to_string(),
+            reason: format!(
+                "contains the control or bidirectional character U+{:04X}",
+                c as u32
+            ),
+        }),
+    }
 }
 
 /// Decides every file's path before the first byte is fetched, so that a package either
