@@ -304,8 +304,11 @@ fn record(
             None => "(stdout)".to_string(),
         };
         let note = if up_to_date { "  up to date" } else { "" };
+        // `sha256:<12 hex>`, or `sha512:` for a layer a manifest names so.
+        let digest = job.digest.to_string();
+        let algorithm = digest.split(':').next().unwrap_or_default();
         progress::note(format_args!(
-            "{shown}  {}  sha256:{}{note}",
+            "{shown}  {}  {algorithm}:{}{note}",
             human_size(size),
             job.digest.short()
         ));
