@@ -19,5 +19,6 @@ mod pull;
 mod redirect;
 mod reference;
 mod select;
+mod titles;
 mod tls;
 mod token;
