@@ -19,6 +19,7 @@ mod pull;
 mod redirect;
 mod reference;
 mod select;
+mod sha512;
 mod titles;
 mod tls;
 mod token;
