@@ -10,6 +10,7 @@ mod credentials;
 mod display;
 mod faults;
 mod harness;
+mod hostile_text;
 mod index;
 mod interrupt;
 mod network;
