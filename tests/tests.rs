@@ -21,6 +21,7 @@ mod redirect;
 mod reference;
 mod select;
 mod sha512;
+mod stdout;
 mod titles;
 mod tls;
 mod token;
