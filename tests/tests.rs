@@ -12,6 +12,7 @@ mod faults;
 mod harness;
 mod hostile_text;
 mod index;
+mod inputs;
 mod interrupt;
 mod network;
 mod output;
