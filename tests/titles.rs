@@ -388,3 +388,59 @@ fn a_control_character_title_is_refused_on_stdout_too() {
         assert_tree(tmp.path(), &[]);
     }
 }
+
+#[test]
+fn titles_that_meet_through_a_symlinked_directory_are_refused() {
+    // `lib` is a symlink to `bin` (inside the output directory, so allowed): `lib/x` is
+    // `bin/x`, and writing both would leave one file reported twice.
+    for (titles, refused, reason) in [
+        (
+            &["bin/x", "lib/x"][..],
+            "lib/x",
+            "names the same file as \"bin/x\"",
+        ),
+        (
+            &["lib/x", "bin/x"],
+            "bin/x",
+            "names the same file as \"lib/x\"",
+        ),
+        (&["x", "here/x"], "here/x", "names the same file as \"x\""),
+        (
+            &["bin/new/x", "lib//new/x"],
+            "lib//new/x",
+            "names the same file as \"bin/new/x\"",
+        ),
+        (
+            &["bin/x", "lib/x/y"],
+            "lib/x/y",
+            "needs \"bin/x\", a file of the package, to be a directory",
+        ),
+    ] {
+        let tmp = TempDir::new();
+        tmp.mkdir("out/bin");
+        symlink("bin", tmp.join("out/lib")).unwrap();
+        symlink(".", tmp.join("out/here")).unwrap();
+        let before = list_tree(tmp.path());
+        let server = serve(&layers(titles));
+        let out = pull(&tmp, &server);
+        assert_refused(&out, &server, refused, reason);
+        assert_eq!(list_tree(tmp.path()), before, "{titles:?}");
+    }
+}
+
+#[test]
+fn a_symlinked_directory_alone_is_written_through() {
+    // Only one title reaches each file: the symlink inside the output directory is used.
+    let tmp = TempDir::new();
+    tmp.mkdir("out/bin");
+    symlink("bin", tmp.join("out/lib")).unwrap();
+    let layers = layers(&["lib/x", "bin/y"]);
+    let server = serve(&layers);
+    pull(&tmp, &server).assert_success();
+    assert_file(&tmp.join("out/bin/x"), &layers[0].data);
+    assert_file(&tmp.join("out/bin/y"), &layers[1].data);
+    assert_tree(
+        tmp.path(),
+        &["out", "out/bin", "out/bin/x", "out/bin/y", "out/lib"],
+    );
+}
