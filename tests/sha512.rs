@@ -151,7 +151,7 @@ fn a_sha512_layer_is_downloaded_and_verified() {
     out.assert_success();
     assert_file(&tmp.join("out/tool"), &data);
     assert_tree(tmp.path(), &["out", "out/tool"]);
-    assert_eq!(blob_gets(&server), [digest.clone()]);
+    assert_eq!(blob_gets(&server), std::slice::from_ref(&digest));
     // The status line names the algorithm it verified with.
     let hex = &digest["sha512:".len()..];
     assert_eq!(
