@@ -198,7 +198,8 @@ fn pull_package(
     let chosen = choose(&layers, args)?;
 
     if args.mode == Mode::List {
-        if !args.quiet && tag.parse::<Digest>().is_err() {
+        // The pin is in `--json`'s document; in text, a note beside the listing.
+        if !args.quiet && !args.json && tag.parse::<Digest>().is_err() {
             let name = reference.name();
             progress::note(format_args!(
                 "{name} is manifest {} (pin it: {name}@{})",
@@ -260,7 +261,12 @@ fn pull_package(
         .map(|l| l.title.as_deref().unwrap_or_default())
         .collect();
     let paths: Vec<Option<PathBuf>> = match args.output {
-        Some(Output::Stdout) => vec![None; chosen.len()],
+        Some(Output::Stdout) => {
+            titles
+                .iter()
+                .try_for_each(|title| store::plain_text(title))?;
+            vec![None; chosen.len()]
+        }
         _ => store::plan(root, &titles)?.into_iter().map(Some).collect(),
     };
     report.streamed = args.output == Some(Output::Stdout);

@@ -53,12 +53,7 @@ pub fn safe_path(root: &Path, title: &str) -> Result<PathBuf> {
     if title.is_empty() {
         return refuse("empty".into());
     }
-    if let Some(c) = title.chars().find(|&c| text::is_unsafe(c)) {
-        return refuse(format!(
-            "contains the control or bidirectional character U+{:04X}",
-            c as u32
-        ));
-    }
+    plain_text(title)?;
     if title.ends_with('/') {
         return refuse("ends in '/', so it names a directory, not a file".into());
     }
@@ -105,6 +100,22 @@ pub fn safe_path(root: &Path, title: &str) -> Result<PathBuf> {
         .fold(root.to_path_buf(), |p, c| p.join(c)))
 }
 
+/// Refuses a title with a control or bidirectional character, wherever its file goes (a
+/// path, or standard output with `-o -`): no file name needs one, and a terminal would act
+/// on it.
+pub fn plain_text(title: &str) -> Result<()> {
+    match title.chars().find(|&c| text::is_unsafe(c)) {
+        None => Ok(()),
+        Some(c) => Err(Error::UnsafeTitle {
+            title: title.to_string(),
+            reason: format!(
+                "contains the control or bidirectional character U+{:04X}",
+                c as u32
+            ),
+        }),
+    }
+}
+
 /// Decides every file's path before the first byte is fetched, so that a package either
 /// can be written whole or writes nothing: each title is safe (`safe_path`), and no two name
 /// the same file, none names the directory of another, and none names what exists as a
@@ -118,20 +129,23 @@ pub fn plan(root: &Path, titles: &[&str]) -> Result<Vec<PathBuf>> {
         .iter()
         .map(|title| safe_path(root, title))
         .collect::<Result<Vec<_>>>()?;
+    // Compared where they really are: `bin/x` and `lib/x` are one file when `lib` is a
+    // symlink to `bin`.
+    let places: Vec<PathBuf> = paths.iter().map(|p| real_place(p)).collect();
     let mut taken: HashMap<&Path, &str> = HashMap::new();
-    for (path, title) in paths.iter().zip(titles) {
-        if let Some(other) = taken.insert(path, title) {
+    for (place, title) in places.iter().zip(titles) {
+        if let Some(other) = taken.insert(place, title) {
             return Err(clash(title, format!("names the same file as {other:?}")));
         }
     }
-    for (path, title) in paths.iter().zip(titles) {
+    for ((path, place), title) in paths.iter().zip(&places).zip(titles) {
+        if let Some(other) = place.ancestors().skip(1).find_map(|a| taken.get(a)) {
+            return Err(clash(
+                title,
+                format!("needs {other:?}, a file of the package, to be a directory"),
+            ));
+        }
         for ancestor in path.ancestors().skip(1).take_while(|a| *a != root) {
-            if let Some(other) = taken.get(ancestor) {
-                return Err(clash(
-                    title,
-                    format!("needs {other:?}, a file of the package, to be a directory"),
-                ));
-            }
             if fs::symlink_metadata(ancestor).is_ok_and(|m| m.is_file()) {
                 return Err(clash(
                     title,
@@ -144,6 +158,29 @@ pub fn plan(root: &Path, titles: &[&str]) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(paths)
+}
+
+/// Where the file at `path` really goes: the part of its directory that exists, with its
+/// symlinks resolved (`safe_path` made sure they stay inside the output directory), then the
+/// rest. Its own name is kept as it is: a symlink there is replaced, not written through.
+fn real_place(path: &Path) -> PathBuf {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return path.to_path_buf();
+    };
+    let mut below = vec![name];
+    let mut existing = dir;
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            return below.iter().rev().fold(real, |p, c| p.join(c));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(up), Some(n)) => {
+                below.push(n);
+                existing = up;
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
 }
 
 /// Whether `-o PATH` names a directory for a blob: it exists as one, or ends in '/'.
@@ -460,6 +497,32 @@ mod tests {
         assert!(fs::read_dir(&outside).unwrap().next().is_none());
         fs::remove_dir_all(&root).unwrap();
         fs::remove_dir_all(&outside).unwrap();
+    }
+
+    #[test]
+    fn plan_compares_where_titles_really_go() {
+        let root = temp_dir("plan");
+        fs::create_dir(root.join("bin")).unwrap();
+        symlink("bin", root.join("lib")).unwrap();
+        for titles in [
+            &["a/b", "a//b"][..],
+            &["a/b", "a/./b"],
+            &["bin/x", "lib/x"],
+            &["bin/new/x", "lib/new/x"],
+            &["x", "x/y"],
+            &["bin/x", "lib/x/y"],
+        ] {
+            assert!(
+                matches!(plan(&root, titles), Err(Error::UnsafeTitle { .. })),
+                "{titles:?}"
+            );
+        }
+        let paths = plan(&root, &["lib/x", "bin/y", "x"]).unwrap();
+        assert_eq!(
+            paths,
+            [root.join("lib/x"), root.join("bin/y"), root.join("x")]
+        );
+        fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

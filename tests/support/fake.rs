@@ -616,6 +616,12 @@ impl Content {
         self.add_manifest(repo, tag, OCI_MANIFEST, &manifest)
     }
 
+    /// Serves `data` as the blob `digest`, whatever its bytes hash to: a sha512 digest, or
+    /// content that does not match its digest.
+    pub fn add_blob_as(&mut self, digest: &str, data: &[u8]) {
+        self.blobs.insert(digest.to_string(), data.to_vec());
+    }
+
     pub fn blob(&self, digest: &str) -> Option<&[u8]> {
         self.blobs.get(digest).map(Vec::as_slice)
     }

@@ -3,9 +3,10 @@
 //! The servers the tests talk to live in the submodules: `registry` starts the real
 //! distribution registry, `push` publishes content to it, `fake` is a scripted HTTP server,
 //! `script` is a fake registry with one blob scripted attempt by attempt, `proxy` is a
-//! recording forward proxy (the fake and the proxy read requests with `http`), `run` runs
-//! the `ocidl` binary (to completion, or in the background for signals), and `pty` runs it
-//! in a real pseudo-terminal; `tls_front` puts TLS (socat) in front of a fake.
+//! recording forward proxy (the fake and the proxy read requests with `http`), `socks` a
+//! recording SOCKS4/SOCKS5 proxy, `run` runs the `ocidl` binary (to completion, or in the
+//! background for signals), `pty` runs it in a real pseudo-terminal, and `tls_front` puts
+//! TLS (socat) in front of a fake.
 
 // Each test module uses a different slice of the harness.
 #![allow(dead_code)]
@@ -18,6 +19,7 @@ pub mod push;
 pub mod registry;
 pub mod run;
 pub mod script;
+pub mod socks;
 pub mod tls_front;
 
 use std::fs;
