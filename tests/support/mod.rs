@@ -274,6 +274,15 @@ pub fn host_architecture() -> &'static str {
     }
 }
 
+/// The platform the binary under test defaults to, `os/arch[/variant]`: `OCIDL_TEST_PLATFORM`
+/// when a cross-built binary is tested (see `run::ocidl_command`), else this machine's.
+pub fn host_platform() -> String {
+    match std::env::var("OCIDL_TEST_PLATFORM") {
+        Ok(platform) if !platform.is_empty() => platform,
+        _ => format!("linux/{}", host_architecture()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
