@@ -91,7 +91,7 @@ sums:
 QEMU_TESTS := reference::help_and_version_exit_0 \
 	pull::package_lands_in_a_new_output_directory \
 	tls::ca_file_makes_the_registry_trusted tls::ca_file_fetches_a_blob \
-	tls::untrusted_certificate_is_refused tls::tls_with_basic_auth \
+	tls::untrusted_certificate_is_refused tls::tls_with_basic_auth tls::token_registry_over_tls \
 	token::bearer_challenge_fetches_one_token_for_the_whole_package \
 	output::blob_to_stdout \
 	index::oci_index_defaults_to_this_machine index::docker_manifest_list_defaults_to_this_machine \

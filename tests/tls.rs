@@ -4,6 +4,7 @@ use std::path::Path;
 
 use crate::support::registry::{Options, Registry};
 use crate::support::run::{ocidl, Ocidl};
+use crate::support::token::{TokenService, SERVICE};
 use crate::support::{assert_file, assert_files, assert_tree, file_refs, trurl_files, TempDir};
 
 const REPO: &str = "pkgforge/trurl";
@@ -135,4 +136,29 @@ fn missing_ca_file_is_an_error() {
         out.stderr
     );
     assert_tree(tmp.path(), &[]);
+}
+
+#[test]
+fn token_registry_over_tls() {
+    let tokens = TokenService::start();
+    let reg = Registry::start_tls_with_tokens(&tokens);
+    let files = trurl_files();
+    reg.token_pusher(&tokens, REPO)
+        .push_package(REPO, "v1", &file_refs(&files));
+    // ocidl asks for a token only when challenged, so a token request shows the registry
+    // refused it without one, and the pull shows it took the token.
+    let tmp = TempDir::new();
+    let before = tokens.requests().len();
+    with_ca(&tmp, &reg.ca_file())
+        .arg(v1(&reg))
+        .run()
+        .assert_success();
+    assert_files(tmp.path(), &files);
+    let asked = &tokens.requests()[before..];
+    assert_eq!(asked.len(), 1, "one token for the whole package: {asked:?}");
+    assert_eq!(
+        asked[0].query("scope").as_deref(),
+        Some(format!("repository:{REPO}:pull").as_str())
+    );
+    assert_eq!(asked[0].query("service").as_deref(), Some(SERVICE));
 }

@@ -4,8 +4,8 @@
 //! distribution registry, `push` publishes content to it, `fake` is a scripted HTTP server,
 //! `script` is a fake registry with one blob scripted attempt by attempt, `proxy` is a
 //! recording forward proxy (the fake and the proxy read requests with `http`), `run` runs
-//! the `ocidl` binary (to completion, or in the background for signals), and `pty` runs it
-//! in a real pseudo-terminal.
+//! the `ocidl` binary (to completion, or in the background for signals), `pty` runs it
+//! in a real pseudo-terminal, and `token` is a token service for the registry's token auth.
 
 // Each test module uses a different slice of the harness.
 #![allow(dead_code)]
@@ -18,6 +18,7 @@ pub mod push;
 pub mod registry;
 pub mod run;
 pub mod script;
+pub mod token;
 
 use std::fs;
 use std::net::TcpListener;
