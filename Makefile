@@ -25,7 +25,7 @@ QEMU_i686    := qemu-i386-static
 DIST      := $(CURDIR)/dist
 
 .PHONY: all build static test test-deps musl-deps demo bench fuzz clean
-.PHONY: cross tiny test-qemu qemu-deps publish test-install install-deps
+.PHONY: cross tiny test-qemu qemu-deps publish test-install
 
 all: build
 
@@ -48,14 +48,16 @@ demo: test-deps
 	cargo test --release --quiet --test demo
 
 # What the tests start: the CNCF distribution registry, htpasswd for its Basic auth,
-# openssl for its TLS certificates, curl to check the test registry by hand, and script
-# (bsdutils) to run ocidl in a pseudo-terminal.
-TEST_TOOLS := docker-registry htpasswd openssl curl script
+# openssl for its TLS certificates and the token service's signatures, curl to check the test
+# registry by hand and for .ci/publish, script (bsdutils) to run ocidl in a pseudo-terminal,
+# and busybox, whose sh and wget run install.sh.
+TEST_TOOLS := docker-registry htpasswd openssl curl script busybox
+TEST_PACKAGES := docker-registry apache2-utils openssl curl bsdutils busybox-static
 test-deps:
 	@for tool in $(TEST_TOOLS); do command -v $$tool >/dev/null || missing=1; done; \
 	[ -z "$$missing" ] || { \
-		echo "installing docker-registry apache2-utils openssl curl bsdutils"; \
-		$(APT) update -qq && $(APT) install -y -qq docker-registry apache2-utils openssl curl bsdutils; }
+		echo "installing $(TEST_PACKAGES)"; \
+		$(APT) update -qq && $(APT) install -y -qq $(TEST_PACKAGES); }
 
 musl-deps:
 	@rustup target list --installed | grep -qx $(MUSL) || rustup target add $(MUSL)
@@ -124,15 +126,10 @@ publish: cross
 	.ci/publish "$(REGISTRY)" $(VERSION) "$(or $(TAG),$(VERSION) latest)" \
 		$(foreach arch,$(ARCHS),$(arch)=$(PLATFORM_$(arch)))
 
-# install.sh against a local registry: busybox sh and wget, curl, and qemu for the foreign
-# binaries (see .ci/test-install).
-test-install: test-deps qemu-deps install-deps cross
+# install.sh and `make publish` with the real release on a local registry, the foreign
+# binaries run under qemu (see .ci/test-install; `make test` checks install.sh's logic).
+test-install: test-deps qemu-deps cross
 	.ci/test-install
-
-install-deps:
-	@command -v busybox >/dev/null || { \
-		echo "installing busybox-static"; \
-		$(APT) update -qq && $(APT) install -y -qq busybox-static; }
 
 qemu-deps:
 	@command -v qemu-aarch64-static >/dev/null || { \

@@ -11,6 +11,7 @@ mod display;
 mod faults;
 mod harness;
 mod index;
+mod install;
 mod interrupt;
 mod network;
 mod output;
