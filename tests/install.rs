@@ -8,6 +8,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use serde_json::json;
+
+use crate::support::fake::{FakeServer, Request, Response};
 use crate::support::registry::Registry;
 use crate::support::token::TokenService;
 use crate::support::{assert_file, assert_tree, random_bytes, sha256_hex, write_file, TempDir};
@@ -175,6 +178,75 @@ fn curl_follows_the_token_flow_over_tls() {
     assert_eq!(
         asked[0].query("scope").as_deref(),
         Some("repository:ci/ocidl:pull")
+    );
+}
+
+/// busybox wget shows no headers of a 401, so install.sh cannot read the challenge there: it
+/// asks the registry's own `/token`, as on ghcr.io. A front for the real registry that refuses
+/// ghcr's anonymous `Bearer QQ==` and has its token service at `/token`, like ghcr.io for a
+/// package that needs a token.
+#[test]
+fn busybox_wget_takes_a_token_from_the_registrys_own_token_endpoint() {
+    let tmp = TempDir::new();
+    let reg = Registry::start();
+    let release = fake_release(&tmp.join("dist"), &["x86_64", "aarch64", "armv7"]);
+    publish(
+        &tmp.join("dist"),
+        &format!("http://{}/ci", reg.host()),
+        None,
+    );
+    let upstream = reg.base_url();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .build()
+        .new_agent();
+    let front = FakeServer::start(move |req: &Request| {
+        if req.path() == "/token" {
+            return Response::json(&json!({ "token": "t0k" }));
+        }
+        if req.authorization() != Some("Bearer t0k") {
+            return Response::bearer_challenge_here(req, "front", "repository:ci/ocidl:pull");
+        }
+        let accept = req.header("accept").unwrap_or("*/*");
+        let mut answer = agent
+            .get(format!("{upstream}{}", req.target))
+            .header("Accept", accept)
+            .call()
+            .unwrap();
+        let content_type = answer
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/octet-stream")
+            .to_string();
+        let body = answer.body_mut().read_to_vec().unwrap();
+        Response::new(answer.status().as_u16())
+            .header("Content-Type", &content_type)
+            .body(&body)
+    });
+
+    let dir = tmp.join("bin");
+    let image = format!("http://{}/ci/ocidl:v1", front.host());
+    install(
+        &applets(&tmp, false),
+        &dir,
+        &image,
+        &[("OCIDL_ARCH", "x86_64")],
+    );
+    assert_installed(&dir, &release[0].1);
+    let asked = front.requests_to("/token");
+    assert_eq!(asked.len(), 1, "one token: {asked:?}");
+    assert_eq!(
+        asked[0].query("scope").as_deref(),
+        Some("repository:ci/ocidl:pull")
+    );
+    assert_eq!(asked[0].authorization(), None, "an anonymous token request");
+    let first = &front.requests()[0];
+    assert_eq!(
+        first.authorization(),
+        Some("Bearer QQ=="),
+        "ghcr's shortcut first"
     );
 }
 
