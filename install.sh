@@ -22,7 +22,10 @@ fail() { echo "install.sh: $1: $2" >&2; exit 1; }
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-d) [ $# -ge 2 ] || fail "-d" "needs a directory"; dir="$2"; shift 2 ;;
-	-h | --help) sed -n '2,14s/^# \{0,1\}//p' "$0" 2>/dev/null; exit 0 ;;
+	-h | --help)
+		echo "usage: install.sh [-d DIR] [REGISTRY/PATH[:TAG]]   (default: $image)"
+		exit 0
+		;;
 	-*) fail "$1" "unknown option (try -h)" ;;
 	*) image="$1"; shift ;;
 	esac
@@ -74,40 +77,54 @@ elif command -v wget >/dev/null 2>&1; then downloader=wget
 else fail "download" "neither curl nor wget is installed"
 fi
 
-# get URL FILE ACCEPT: the body into FILE, true on a 2xx answer. With curl, the headers go to
-# $tmp/headers (the challenge of a 401); busybox wget shows none for an error.
+# get URL FILE ACCEPT: the body into FILE, true on a 2xx answer. Otherwise $why says what
+# went wrong and $refused is set for a 401; with curl, $tmp/headers holds its challenge
+# (busybox wget shows no headers of an error).
 authorization="Bearer QQ=="
 get() {
-	rm -f "$tmp/headers"
+	rm -f "$tmp/headers" "$tmp/error"
+	refused= why=
 	# An empty value would still send the header: the token request goes without one.
 	auth_header="Authorization: $authorization"
 	[ -n "$authorization" ] || auth_header="X-No-Authorization: 1"
 	if [ "$downloader" = curl ]; then
 		code="$(curl -sS -L -o "$2" -D "$tmp/headers" -w '%{http_code}' \
-			-H "Accept: $3" -H "$auth_header" "$1" 2>/dev/null)" || return 1
-		case "$code" in 2??) return 0 ;; *) return 1 ;; esac
+			-H "Accept: $3" -H "$auth_header" "$1" 2>"$tmp/error")"
+		case "$code" in
+		2??) return 0 ;;
+		000) why="$(sed -n '1s/^curl: ([0-9]*) //p' "$tmp/error")" ;;
+		*) why="HTTP $code" ;;
+		esac
+		[ "$code" = 401 ] && refused=1
 	else
-		wget -q -O "$2" --header "Accept: $3" --header "$auth_header" "$1" 2>/dev/null
+		wget -q -O "$2" --header "Accept: $3" --header "$auth_header" "$1" 2>"$tmp/error" &&
+			return 0
+		why="$(sed -n '1s/^wget: //p' "$tmp/error")"
+		grep -q ' 401 ' "$tmp/error" && refused=1
 	fi
+	[ -n "$why" ] || why="download failed"
+	return 1
 }
 
 # ghcr.io takes the anonymous `Bearer QQ==` for public packages; elsewhere a refusal is
 # answered with an anonymous token from the registry's token service (the realm of its
-# challenge; with busybox wget, which cannot show it, HOST/token as ghcr and distribution use).
+# challenge; with busybox wget, which cannot show it, HOST/token as on ghcr.io).
 get_authorized() { # URL FILE ACCEPT
 	get "$@" && return 0
+	[ -n "$refused" ] && [ -z "$token" ] || return 1
 	challenge=
 	[ -f "$tmp/headers" ] && challenge="$(tr -d '\r' <"$tmp/headers" |
 		sed -n 's/^[Ww][Ww][Ww]-[Aa]uthenticate: *[Bb]earer *//p' | tail -n 1)"
 	realm="$(echo "$challenge" | sed -n 's/.*realm="\([^"]*\)".*/\1/p')"
 	service="$(echo "$challenge" | sed -n 's/.*service="\([^"]*\)".*/\1/p')"
 	[ -n "$realm" ] || realm="$scheme://$host/token" service="${service:-$host}"
-	[ -n "$token" ] && return 1
 	authorization=
-	get "$realm?scope=repository:$path:pull&service=$service" "$tmp/token" application/json ||
+	get "$realm?scope=repository:$path:pull&service=$service" "$tmp/token" application/json || {
+		why="token from $realm: $why"
 		return 1
+	}
 	token="$(tr -d ' \n\r\t' <"$tmp/token" | sed -n 's/.*"\(access_\)\{0,1\}token":"\([^"]*\)".*/\2/p')"
-	[ -n "$token" ] || return 1
+	[ -n "$token" ] || { why="no token in the answer of $realm"; return 1; }
 	authorization="Bearer $token"
 	get "$@"
 }
@@ -125,20 +142,20 @@ descriptor_digest() {
 index_type=application/vnd.oci.image.index.v1+json
 manifest_type=application/vnd.oci.image.manifest.v1+json
 get_authorized "$api/manifests/$tag" "$tmp/index" "$index_type,$manifest_type" ||
-	fail "$image" "cannot fetch the release index from $host"
+	fail "$image" "cannot fetch the release index: $why"
 
 wanted="\"platform\":{\"architecture\":\"$arch\",\"os\":\"linux\"${variant:+,\"variant\":\"$variant\"}}"
 manifest="$(descriptor_digest "$tmp/index" "$wanted")"
 [ -n "$manifest" ] || fail "$image" "no build for $platform in the release index"
 get_authorized "$api/manifests/sha256:$manifest" "$tmp/manifest" "$manifest_type" ||
-	fail "$image" "cannot fetch the manifest for $platform"
+	fail "$image" "cannot fetch the manifest for $platform: $why"
 [ "$(sha256 "$tmp/manifest")" = "$manifest" ] ||
 	fail "$image" "the manifest for $platform does not match its digest"
 
 blob="$(descriptor_digest "$tmp/manifest" '"org.opencontainers.image.title":"ocidl"')"
 [ -n "$blob" ] || fail "$image" "the manifest for $platform has no layer titled ocidl"
 get_authorized "$api/blobs/sha256:$blob" "$tmp/ocidl" application/octet-stream ||
-	fail "$image" "cannot download the binary for $platform"
+	fail "$image" "cannot download the binary for $platform: $why"
 [ "$(sha256 "$tmp/ocidl")" = "$blob" ] ||
 	fail "$image" "the binary for $platform does not match its sha256 (sha256:$blob)"
 

@@ -301,30 +301,41 @@ fn clear_refusals() {
         &format!("http://{}/ci", reg.host()),
         None,
     );
-    let path = applets(&tmp, false);
     let image = format!("http://{}/ci/ocidl:v1", reg.host());
+    let missing_tag = format!("http://{}/ci/ocidl:v2", reg.host());
     let dir = tmp.join("bin");
+    // (uname -m, image, what busybox wget's run says, what curl's says)
     let cases = [
-        ("mips", image.as_str(), "no ocidl is built for this machine"),
-        ("riscv64", image.as_str(), "no build for linux/riscv64"),
+        ("mips", image.as_str(), "no ocidl is built for this machine", ""),
+        ("riscv64", &image, "no build for linux/riscv64 in the release index", ""),
         (
             "x86_64",
-            &format!("http://{}/ci/ocidl:v2", reg.host()),
-            "cannot fetch the release index",
+            &missing_tag,
+            "cannot fetch the release index: server returned error: HTTP/1.1 404",
+            "cannot fetch the release index: HTTP 404",
         ),
         (
             "x86_64",
             "http://127.0.0.1:9/ci/ocidl:v1",
-            "cannot fetch the release index",
+            "cannot fetch the release index: can't connect to remote host (127.0.0.1): Connection refused",
+            "cannot fetch the release index: Failed to connect to 127.0.0.1 port 9",
         ),
     ];
-    for (machine, image, word) in cases {
-        let out = install(&path, &dir, image, &[("OCIDL_ARCH", machine)]);
-        assert_refused(&out, word);
-        assert!(
-            !dir.exists(),
-            "{machine} {image}: install.sh left {}",
-            dir.display()
-        );
+    for with_curl in [false, true] {
+        let path = applets(&tmp, with_curl);
+        for (machine, image, wget_word, curl_word) in cases {
+            let word = if with_curl && !curl_word.is_empty() {
+                curl_word
+            } else {
+                wget_word
+            };
+            let out = install(&path, &dir, image, &[("OCIDL_ARCH", machine)]);
+            assert_refused(&out, word);
+            assert!(
+                !dir.exists(),
+                "{machine} {image}: install.sh left {}",
+                dir.display()
+            );
+        }
     }
 }
