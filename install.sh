@@ -83,7 +83,7 @@ fi
 authorization="Bearer QQ=="
 get() {
 	rm -f "$tmp/headers" "$tmp/error"
-	refused= why=
+	refused='' why=''
 	# An empty value would still send the header: the token request goes without one.
 	auth_header="Authorization: $authorization"
 	[ -n "$authorization" ] || auth_header="X-No-Authorization: 1"
@@ -159,7 +159,8 @@ get_authorized "$api/blobs/sha256:$blob" "$tmp/ocidl" application/octet-stream |
 [ "$(sha256 "$tmp/ocidl")" = "$blob" ] ||
 	fail "$image" "the binary for $platform does not match its sha256 (sha256:$blob)"
 
-chmod 755 "$tmp/ocidl" && mv -f "$tmp/ocidl" "$dir/ocidl" || fail "$dir/ocidl" "cannot install"
+chmod 755 "$tmp/ocidl" || fail "$dir/ocidl" "cannot make it executable"
+mv -f "$tmp/ocidl" "$dir/ocidl" || fail "$dir/ocidl" "cannot rename it into place"
 made_dir=
 echo "installed $dir/ocidl ($platform, sha256:$(echo "$blob" | cut -c1-12))"
 case ":${PATH:-}:" in
