@@ -79,6 +79,7 @@ cross:
 # every panic message (a panic is a bare SIGABRT).
 tiny:
 	.ci/cross --tiny x86_64 aarch64
+	@echo "tiny binaries: a panic ends them without its message"
 	@$(MAKE) --no-print-directory sums
 
 .PHONY: sums
@@ -125,8 +126,9 @@ endef
 
 # `make publish REGISTRY=ghcr.io/OWNER [TAG=...]`: dist/ as REGISTRY/ocidl, one index with a
 # manifest per platform (see .ci/publish). Without TAG it goes out as $(VERSION) and latest.
-publish: cross
+publish:
 	@[ -n "$(REGISTRY)" ] || { echo "make publish: set REGISTRY (e.g. ghcr.io/OWNER)"; exit 2; }
+	@$(MAKE) --no-print-directory cross
 	.ci/publish "$(REGISTRY)" $(VERSION) "$(or $(TAG),$(VERSION) latest)" \
 		$(foreach arch,$(ARCHS),$(arch)=$(PLATFORM_$(arch)))
 
