@@ -4,17 +4,21 @@
 use crate::support::push::{Descriptor, IndexKind, Layer, Pusher, DOCKER_LAYER};
 use crate::support::registry::Registry;
 use crate::support::run::{pull_plain, Output};
-use crate::support::{assert_file, assert_files, assert_tree, host_architecture, TempDir};
+use crate::support::{assert_file, assert_files, assert_tree, host_platform, TempDir};
 
 const REPO: &str = "pkgforge/multi";
 
 /// The platforms every index in these tests offers, as (OCI index spelling, Docker list
 /// spelling). Docker lists usually leave arm64's variant out; OCI indexes often say v8.
 /// The usual default, amd64, is deliberately not first: taking the first entry is wrong.
-const PLATFORMS: [(&str, &str); 4] = [
+/// Every platform ocidl is released for is here, so each release binary's default pick is
+/// checked (`make test-qemu`).
+const PLATFORMS: [(&str, &str); 6] = [
     ("linux/arm/v6", "linux/arm/v6"),
     ("linux/arm64/v8", "linux/arm64"),
     ("linux/arm/v7", "linux/arm/v7"),
+    ("linux/riscv64", "linux/riscv64"),
+    ("linux/386", "linux/386"),
     ("linux/amd64", "linux/amd64"),
 ];
 
@@ -77,6 +81,8 @@ fn pulls_each_requested_platform(kind: IndexKind) {
         ("linux/arm64", "linux/arm64/v8"),
         ("linux/arm/v7", "linux/arm/v7"),
         ("linux/arm/v6", "linux/arm/v6"),
+        ("linux/riscv64", "linux/riscv64"),
+        ("linux/386", "linux/386"),
     ];
     for (requested, built_for) in cases {
         let tmp = TempDir::new();
@@ -92,9 +98,10 @@ fn pulls_this_machines_platform_by_default(kind: IndexKind) {
     push_multi_platform(&reg.pusher(), kind);
     let tmp = TempDir::new();
     let out = pull_v1(&tmp, &reg, &[]);
-    let expected = match host_architecture() {
-        "amd64" => "linux/amd64",
-        "arm64" => "linux/arm64/v8",
+    let platform = host_platform();
+    let expected = match platform.as_str() {
+        "linux/arm64" => "linux/arm64/v8",
+        known if PLATFORMS.iter().any(|(oci, _)| *oci == known) => known,
         other => {
             // The index has no build for this machine: that must be the error.
             out.assert_error(1, "no manifest for platform");

@@ -14,6 +14,7 @@ mod harness;
 mod hostile_text;
 mod index;
 mod inputs;
+mod install;
 mod interrupt;
 mod layout;
 mod mirrors;

@@ -5,6 +5,7 @@ use std::path::Path;
 use crate::support::fake::{FakeServer, Response};
 use crate::support::registry::{Options, Registry};
 use crate::support::run::{ocidl, Ocidl};
+use crate::support::token::{TokenService, SERVICE};
 use crate::support::{
     assert_file, assert_files, assert_tree, file_refs, trurl_files, write_file, TempDir,
 };
@@ -145,4 +146,29 @@ fn ca_file_problems_are_usage_errors() {
         assert!(line.contains("--ca-file"), "{line}");
     }
     assert_eq!(trap.connections(), 0);
+}
+
+#[test]
+fn token_registry_over_tls() {
+    let tokens = TokenService::start();
+    let reg = Registry::start_tls_with_tokens(&tokens);
+    let files = trurl_files();
+    reg.token_pusher(&tokens, REPO)
+        .push_package(REPO, "v1", &file_refs(&files));
+    // ocidl asks for a token only when challenged, so a token request shows the registry
+    // refused it without one, and the pull shows it took the token.
+    let tmp = TempDir::new();
+    let before = tokens.requests().len();
+    with_ca(&tmp, &reg.ca_file())
+        .arg(v1(&reg))
+        .run()
+        .assert_success();
+    assert_files(tmp.path(), &files);
+    let asked = &tokens.requests()[before..];
+    assert_eq!(asked.len(), 1, "one token for the whole package: {asked:?}");
+    assert_eq!(
+        asked[0].query("scope").as_deref(),
+        Some(format!("repository:{REPO}:pull").as_str())
+    );
+    assert_eq!(asked[0].query("service").as_deref(), Some(SERVICE));
 }

@@ -5,8 +5,8 @@
 //! `script` is a fake registry with one blob scripted attempt by attempt, `proxy` is a
 //! recording forward proxy (the fake and the proxy read requests with `http`), `socks` a
 //! recording SOCKS4/SOCKS5 proxy, `run` runs the `ocidl` binary (to completion, or in the
-//! background for signals), `pty` runs it in a real pseudo-terminal, and `tls_front` puts
-//! TLS (socat) in front of a fake.
+//! background for signals), `pty` runs it in a real pseudo-terminal, `tls_front` puts TLS
+//! (socat) in front of a fake, and `token` is a token service for the registry's token auth.
 
 // Each test module uses a different slice of the harness.
 #![allow(dead_code)]
@@ -21,6 +21,7 @@ pub mod run;
 pub mod script;
 pub mod socks;
 pub mod tls_front;
+pub mod token;
 
 use std::fs;
 use std::net::TcpListener;
@@ -274,6 +275,15 @@ pub fn host_architecture() -> &'static str {
         "s390x" => "s390x",
         "riscv64" => "riscv64",
         other => panic!("no OCI architecture known for {other}"),
+    }
+}
+
+/// The platform the binary under test defaults to, `os/arch[/variant]`: `OCIDL_TEST_PLATFORM`
+/// when a cross-built binary is tested (see `run::ocidl_command`), else this machine's.
+pub fn host_platform() -> String {
+    match std::env::var("OCIDL_TEST_PLATFORM") {
+        Ok(platform) if !platform.is_empty() => platform,
+        _ => format!("linux/{}", host_architecture()),
     }
 }
 

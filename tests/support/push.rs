@@ -146,6 +146,12 @@ impl Pusher {
         }
     }
 
+    /// Sends `value` as `Authorization` instead (a Bearer token for a token registry).
+    pub fn with_authorization(mut self, value: &str) -> Pusher {
+        self.authorization = Some(value.to_string());
+        self
+    }
+
     /// Whether `GET /v2/` gets any HTTP answer at all (used to wait for startup).
     pub fn ping(&self) -> bool {
         self.agent

@@ -9,6 +9,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use super::push::Pusher;
+use super::token::TokenService;
 use super::{free_port, TempDir};
 
 const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
@@ -65,6 +66,21 @@ impl Registry {
     }
 
     pub fn start_with(options: Options) -> Registry {
+        Registry::start_configured(options, "")
+    }
+
+    /// HTTPS (a generated CA) with token auth: the Bearer challenge sends clients to `tokens`.
+    /// Push with `tokens.token(...)` (see `token_pusher`).
+    pub fn start_tls_with_tokens(tokens: &TokenService) -> Registry {
+        let options = Options {
+            tls: true,
+            ..Options::default()
+        };
+        Registry::start_configured(options, &tokens.registry_yaml())
+    }
+
+    /// `extra_yaml` is appended to the configuration (an `auth:` section).
+    fn start_configured(options: Options, extra_yaml: &str) -> Registry {
         let dir = TempDir::new();
         if let Some((user, pass)) = &options.auth {
             write_htpasswd(&dir.join("htpasswd"), user, pass);
@@ -80,7 +96,7 @@ impl Registry {
             let port = free_port();
             fs::write(
                 dir.join("config.yml"),
-                config_yaml(dir.path(), port, &options),
+                config_yaml(dir.path(), port, &options) + extra_yaml,
             )
             .unwrap();
             let _ = fs::remove_file(dir.join("registry.log"));
@@ -167,6 +183,16 @@ impl Registry {
     pub fn pusher(&self) -> Pusher {
         let ca = self.options.tls.then(|| self.ca_file());
         Pusher::new(&self.base_url(), self.credentials(), ca.as_deref())
+    }
+}
+
+impl Registry {
+    /// A pusher for a token registry: a token for pull and push on `repo` from `tokens`.
+    pub fn token_pusher(&self, tokens: &TokenService, repo: &str) -> Pusher {
+        let token = tokens.token(&[&format!("repository:{repo}:pull,push")]);
+        let ca = self.options.tls.then(|| self.ca_file());
+        Pusher::new(&self.base_url(), None, ca.as_deref())
+            .with_authorization(&format!("Bearer {token}"))
     }
 }
 

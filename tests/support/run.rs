@@ -37,6 +37,29 @@ pub const SCRUBBED_ENV: &[&str] = &[
     "GITHUB_TOKEN",
 ];
 
+/// The binary under test: the one cargo built for this machine, or `OCIDL_TEST_BIN` (a
+/// cross-built release binary) started through `OCIDL_TEST_RUNNER` when that is set
+/// (`qemu-aarch64-static`, words split on spaces). The same tests then check a foreign
+/// binary under emulation; `make test-qemu` sets both (and `OCIDL_TEST_PLATFORM`).
+pub fn ocidl_command() -> Command {
+    let binary = match std::env::var_os("OCIDL_TEST_BIN") {
+        // Absolute: the child starts in its own working directory.
+        Some(path) => std::fs::canonicalize(&path)
+            .unwrap_or_else(|e| panic!("OCIDL_TEST_BIN={}: {e}", Path::new(&path).display())),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_ocidl")),
+    };
+    let runner = std::env::var("OCIDL_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(program) => {
+            let mut command = Command::new(program);
+            command.args(words).arg(binary);
+            command
+        }
+        None => Command::new(binary),
+    }
+}
+
 /// `ocidl` about to run in `cwd`.
 pub fn ocidl(cwd: &Path) -> Ocidl {
     Ocidl {
@@ -102,7 +125,7 @@ impl Ocidl {
             .map(|a| format!("{:?}", a.to_string_lossy()))
             .collect();
         let command_line = format!("ocidl {}", shown_args.join(" "));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ocidl"));
+        let mut command = ocidl_command();
         command.args(&self.args).current_dir(&self.cwd);
         for name in SCRUBBED_ENV {
             command.env_remove(name);
