@@ -155,7 +155,7 @@ impl fmt::Display for Error {
                 write!(f, "size mismatch: expected {expected} bytes, got {actual}")
             }
             Error::UnsafeTitle { title, reason } => {
-                write!(f, "unsafe title {title:?}: {reason}; nothing was written")
+                write!(f, "unsafe title '{title}': {reason}; nothing was written")
             }
             Error::NoMatch(titles) => write!(
                 f,
@@ -167,7 +167,7 @@ impl fmt::Display for Error {
                     "'-o -' writes one file, but --include/--exclude kept several: {titles}"
                 )
             }
-            Error::DuplicateTitle(title) => write!(f, "two layers are titled {title:?}"),
+            Error::DuplicateTitle(title) => write!(f, "two layers are titled '{title}'"),
             Error::NoPlatform { wanted, available } => write!(
                 f,
                 "no manifest for platform {wanted} (available: {}); choose one with --platform",

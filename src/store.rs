@@ -135,14 +135,14 @@ pub fn plan(root: &Path, titles: &[&str]) -> Result<Vec<PathBuf>> {
     let mut taken: HashMap<&Path, &str> = HashMap::new();
     for (place, title) in places.iter().zip(titles) {
         if let Some(other) = taken.insert(place, title) {
-            return Err(clash(title, format!("names the same file as {other:?}")));
+            return Err(clash(title, format!("names the same file as '{other}'")));
         }
     }
     for ((path, place), title) in paths.iter().zip(&places).zip(titles) {
         if let Some(other) = place.ancestors().skip(1).find_map(|a| taken.get(a)) {
             return Err(clash(
                 title,
-                format!("needs {other:?}, a file of the package, to be a directory"),
+                format!("needs '{other}', a file of the package, to be a directory"),
             ));
         }
         for ancestor in path.ancestors().skip(1).take_while(|a| *a != root) {

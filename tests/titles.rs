@@ -58,12 +58,12 @@ fn blob_requests(server: &FakeServer) -> Vec<String> {
         .collect()
 }
 
-/// The run failed with exactly one stderr line, `ocidl: REF: unsafe title "TITLE": REASON;
+/// The run failed with exactly one stderr line, `ocidl: REF: unsafe title 'TITLE': REASON;
 /// nothing was written`, asked for no blob, and wrote nothing to stdout.
 fn assert_refused(out: &Output, server: &FakeServer, title: &str, reason: &str) {
     out.assert_code(1).assert_stdout_empty();
     let want = format!(
-        "ocidl: {}: unsafe title {title:?}: {reason}; nothing was written\n",
+        "ocidl: {}: unsafe title '{title}': {reason}; nothing was written\n",
         reference(server)
     );
     assert_eq!(out.stderr, want, "{}", out.command_line);
@@ -86,7 +86,7 @@ fn spellings_of_one_path_are_refused() {
             &out,
             &server,
             second,
-            &format!("names the same file as {first:?}"),
+            &format!("names the same file as '{first}'"),
         );
         assert_tree(tmp.path(), &["out"]);
     }
@@ -144,7 +144,7 @@ fn a_title_that_is_another_titles_directory_is_refused() {
             &out,
             &server,
             refused,
-            &format!("needs {needed:?}, a file of the package, to be a directory"),
+            &format!("needs '{needed}', a file of the package, to be a directory"),
         );
         assert_tree(tmp.path(), &["out"]);
     }
@@ -397,23 +397,23 @@ fn titles_that_meet_through_a_symlinked_directory_are_refused() {
         (
             &["bin/x", "lib/x"][..],
             "lib/x",
-            "names the same file as \"bin/x\"",
+            "names the same file as 'bin/x'",
         ),
         (
             &["lib/x", "bin/x"],
             "bin/x",
-            "names the same file as \"lib/x\"",
+            "names the same file as 'lib/x'",
         ),
-        (&["x", "here/x"], "here/x", "names the same file as \"x\""),
+        (&["x", "here/x"], "here/x", "names the same file as 'x'"),
         (
             &["bin/new/x", "lib//new/x"],
             "lib//new/x",
-            "names the same file as \"bin/new/x\"",
+            "names the same file as 'bin/new/x'",
         ),
         (
             &["bin/x", "lib/x/y"],
             "lib/x/y",
-            "needs \"bin/x\", a file of the package, to be a directory",
+            "needs 'bin/x', a file of the package, to be a directory",
         ),
     ] {
         let tmp = TempDir::new();
