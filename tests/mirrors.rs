@@ -337,7 +337,9 @@ fn drop_ins_replace_the_main_files_entries() {
         b"not toml at all",
     );
     let out = pull(
-        ocidl(tmp.path()).env("HOME", home.to_str().unwrap()),
+        ocidl(tmp.path())
+            .env("HOME", home.to_str().unwrap())
+            .env("CONTAINERS_REGISTRIES_CONF", ""),
         &upstream.host(),
         "out",
     );

@@ -62,6 +62,9 @@ else:
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Client {
     Ocidl,
+    /// ocidl with `--cache`: an empty cache each run, and one already holding the package.
+    OcidlCold,
+    OcidlWarm,
     Curl,
     CurlSync,
     CurlSha,
@@ -69,8 +72,10 @@ enum Client {
     Oras,
 }
 
-const CLIENTS: [Client; 6] = [
+const CLIENTS: [Client; 8] = [
     Client::Ocidl,
+    Client::OcidlCold,
+    Client::OcidlWarm,
     Client::Curl,
     Client::CurlSync,
     Client::CurlSha,
@@ -82,6 +87,8 @@ impl Client {
     fn name(self, package: bool) -> &'static str {
         match (self, package) {
             (Client::Ocidl, _) => "ocidl",
+            (Client::OcidlCold, _) => "ocidl `--cache`, cold",
+            (Client::OcidlWarm, _) => "ocidl `--cache`, warm, new directory",
             (Client::Curl, false) => "`curl -o`",
             (Client::Curl, true) => "`curl -o` ×101 URLs, 1 process",
             (Client::CurlSync, _) => "`curl -o && sync FILE`",
@@ -95,7 +102,7 @@ impl Client {
     /// Whether the client itself checks the bytes against the digest.
     fn checks_digest(self) -> &'static str {
         match self {
-            Client::Ocidl => "yes",
+            Client::Ocidl | Client::OcidlCold | Client::OcidlWarm => "yes",
             Client::Curl | Client::CurlSync => "no",
             Client::CurlSha => "prints it (script compares)",
             Client::Skopeo => "yes",
@@ -107,6 +114,11 @@ impl Client {
     /// `sync` of 100 files adds nothing the blob rows do not show.
     fn runs_package(self) -> bool {
         !matches!(self, Client::CurlSha | Client::CurlSync)
+    }
+
+    /// The cache rows are the package's: what a fleet installing one package again sees.
+    fn runs_blob(self) -> bool {
+        !matches!(self, Client::OcidlCold | Client::OcidlWarm)
     }
 }
 
@@ -153,6 +165,8 @@ impl Payload {
 /// Everything a run needs to know about its surroundings.
 struct Env {
     ocidl: PathBuf,
+    /// Where the runs' directories are made (and the warm cache kept).
+    work: PathBuf,
     registry_host: String,
     /// `None`: not installed (the reason is in `missing`).
     python: Option<String>,
@@ -198,6 +212,7 @@ fn command_for(env: &Env, client: Client, payload: &Payload, dir: &Path) -> Vec<
                     s("-o"),
                     out,
                 ],
+                Client::OcidlCold | Client::OcidlWarm => unreachable!("run for the package only"),
                 Client::Curl => vec![s("curl"), s("-sSf"), s("-o"), out, url],
                 Client::CurlSync => vec![
                     s("sh"),
@@ -238,6 +253,22 @@ fn command_for(env: &Env, client: Client, payload: &Payload, dir: &Path) -> Vec<
             let out = path(dir.join("pkg"));
             match client {
                 Client::Ocidl => vec![ocidl, s("--plain-http"), s("-q"), reference, s("-o"), out],
+                Client::OcidlCold | Client::OcidlWarm => {
+                    let cache = match client {
+                        Client::OcidlCold => dir.join("cache"),
+                        _ => warm_cache(env),
+                    };
+                    vec![
+                        ocidl,
+                        s("--plain-http"),
+                        s("-q"),
+                        s("--cache"),
+                        path(cache),
+                        reference,
+                        s("-o"),
+                        out,
+                    ]
+                }
                 Client::Curl => {
                     let mut argv = vec![
                         s("curl"),
@@ -276,6 +307,21 @@ fn command_for(env: &Env, client: Client, payload: &Payload, dir: &Path) -> Vec<
             }
         }
     }
+}
+
+/// The cache the warm rows use, filled once (untimed) with `--cache-only`.
+fn warm_cache(env: &Env) -> PathBuf {
+    let cache = env.work.join("warm-cache");
+    if !cache.join("index.json").is_file() {
+        let status = Command::new(&env.ocidl)
+            .args(["--plain-http", "-q", "--cache-only", "--cache"])
+            .arg(&cache)
+            .arg(format!("{}/{PKG_REPO}:{PKG_TAG}", env.registry_host))
+            .status()
+            .expect("run ocidl to fill the warm cache");
+        assert!(status.success(), "filling the warm cache failed");
+    }
+    cache
 }
 
 /// Whether what `client` left in `dir` (or printed) is exactly the payload.
@@ -538,6 +584,7 @@ fn main() {
     let pusher = registry.pusher();
     let mut env = Env {
         ocidl: ocidl.clone(),
+        work: work.path().to_path_buf(),
         registry_host: registry.host(),
         python,
         skopeo,
@@ -659,7 +706,7 @@ fn main() {
     // One untimed run of every client first: binaries, Python modules and the registry's
     // blob files into the page cache.
     for client in CLIENTS {
-        if env.available(client) {
+        if env.available(client) && client.runs_blob() {
             for p in &payloads[..1] {
                 let s = timed_run(&env, cwd, client, p, Duration::from_secs(120));
                 if let Some(e) = s.error {
@@ -690,6 +737,7 @@ fn main() {
         let clients: Vec<Client> = CLIENTS
             .into_iter()
             .filter(|c| env.available(*c) && (!payload.is_package() || c.runs_package()))
+            .filter(|c| payload.is_package() || c.runs_blob())
             .collect();
         for round in 0..n {
             eprintln!("bench: {} round {}/{n}", payload.label(), round + 1);
@@ -738,7 +786,8 @@ fn main() {
         ));
     }
     for client in CLIENTS {
-        if !env.available(client) || matches!(client, Client::CurlSync | Client::CurlSha) {
+        let skip = matches!(client, Client::CurlSync | Client::CurlSha) || !client.runs_blob();
+        if !env.available(client) || skip {
             continue;
         }
         let (t, e) = count_on_registry(client, small_blob);

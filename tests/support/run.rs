@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 /// Long enough for retries with backoff; a run past it is a hang, which is a failure.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Variables that would change how ocidl connects or authenticates, removed so a developer's
-/// environment cannot make a test pass or fail.
-/// Variables that would let the developer's own setup leak into a test.
+/// Variables that would change how ocidl connects, authenticates, caches or chooses its
+/// sources, removed so a developer's environment cannot make a test pass or fail.
 pub const SCRUBBED_ENV: &[&str] = &[
     "OCIDL_USERNAME",
     "OCIDL_PASSWORD",
+    "OCIDL_CACHE",
+    "OCIDL_MIRROR",
     "ALL_PROXY",
     "all_proxy",
     "HTTPS_PROXY",
@@ -132,9 +133,12 @@ impl Ocidl {
         }
         // No credentials from the developer's docker or podman login.
         let no_home = self.cwd.join(".no-such-home");
+        // No mirrors from the machine's registries.conf: an empty one (a test that reads the
+        // usual places sets it to "").
         command
             .env("HOME", &no_home)
-            .env("DOCKER_CONFIG", no_home.join(".docker"));
+            .env("DOCKER_CONFIG", no_home.join(".docker"))
+            .env("CONTAINERS_REGISTRIES_CONF", "/dev/null");
         for (name, value) in &self.env {
             command.env(name, value);
         }
