@@ -17,7 +17,8 @@ set -u
 image="${OCIDL_IMAGE:-ghcr.io/ocidl/ocidl:latest}"
 dir="${OCIDL_INSTALL_DIR:-}"
 
-fail() { echo "install.sh: $1: $2" >&2; exit 1; }
+# One line on stderr; control characters a server put in $2 are dropped, not printed.
+fail() { printf 'install.sh: %s: %s\n' "$1" "$2" | tr -d '\000-\011\013-\037\177' >&2; exit 1; }
 
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -56,6 +57,10 @@ path="${image#*/}"
 tag=latest
 case "${path##*/}" in *:*) tag="${path##*:}" path="${path%:*}" ;; esac
 api="$scheme://$host/v2/$path"
+protocols='=http,https' redirects='=https'
+limit=
+command -v timeout >/dev/null 2>&1 && limit="timeout 600"
+[ "$scheme" = http ] && redirects='=http,https'
 
 # Everything is written under one temporary directory beside the target, so the final step
 # is a rename, and an error or a signal removes all of it (and DIR, if this run made it).
@@ -88,7 +93,11 @@ get() {
 	auth_header="Authorization: $authorization"
 	[ -n "$authorization" ] || auth_header="X-No-Authorization: 1"
 	if [ "$downloader" = curl ]; then
-		code="$(curl -sS -L -o "$2" -D "$tmp/headers" -w '%{http_code}' \
+		# http(s) only, never from https to http on a redirect, and nothing waits for
+		# ever: 30 s to connect, and under 1 KiB/s for 30 s is a failure.
+		code="$(curl -sS -L --proto "$protocols" --proto-redir "$redirects" \
+			--connect-timeout 30 --speed-limit 1024 --speed-time 30 \
+			-o "$2" -D "$tmp/headers" -w '%{http_code}' \
 			-H "Accept: $3" -H "$auth_header" "$1" 2>"$tmp/error")"
 		case "$code" in
 		2??) return 0 ;;
@@ -97,8 +106,9 @@ get() {
 		esac
 		[ "$code" = 401 ] && refused=1
 	else
-		wget -q -O "$2" --header "Accept: $3" --header "$auth_header" "$1" 2>"$tmp/error" &&
-			return 0
+		# busybox wget has no timeout of its own: its `timeout` applet bounds it instead.
+		$limit wget -q -O "$2" --header "Accept: $3" --header "$auth_header" "$1" \
+			2>"$tmp/error" && return 0
 		why="$(sed -n '1s/^wget: //p' "$tmp/error")"
 		grep -q ' 401 ' "$tmp/error" && refused=1
 	fi
@@ -118,6 +128,12 @@ get_authorized() { # URL FILE ACCEPT
 	realm="$(echo "$challenge" | sed -n 's/.*realm="\([^"]*\)".*/\1/p')"
 	service="$(echo "$challenge" | sed -n 's/.*service="\([^"]*\)".*/\1/p')"
 	[ -n "$realm" ] || realm="$scheme://$host/token" service="${service:-$host}"
+	# The realm is the server's word: an http(s) URL, and not plain HTTP for a TLS registry.
+	case "$realm" in
+	https://*) ;;
+	http://*) [ "$scheme" = http ] || { why="the token realm $realm is plain HTTP"; return 1; } ;;
+	*) why="the token realm is not an http(s) URL"; return 1 ;;
+	esac
 	authorization=
 	get "$realm?scope=repository:$path:pull&service=$service" "$tmp/token" application/json || {
 		why="token from $realm: $why"

@@ -34,8 +34,10 @@ const HELPER_OUTPUT: usize = 64 << 10;
 
 /// What the environment says, looked up once at start-up so tests can hand in their own.
 pub struct Sources {
-    /// From the command line or `OCIDL_USERNAME`/`OCIDL_PASSWORD`: used for every registry.
+    /// From the command line or `OCIDL_USERNAME`/`OCIDL_PASSWORD`: for the registries the
+    /// command line names (`explicit_hosts`) and no other host, a mirror least of all.
     pub explicit: Option<Credentials>,
+    pub explicit_hosts: Vec<String>,
     /// Docker's config file, when there is one.
     pub docker_config: Option<PathBuf>,
     /// Podman's auth file, when there is one.
@@ -46,7 +48,12 @@ pub struct Sources {
 
 impl Sources {
     /// Reads the variables and finds the files (missing files are simply not sources).
-    pub fn from_env(explicit: Option<Credentials>, helper_deadline: Duration) -> Result<Sources> {
+    /// `hosts`: the registries the references name, the only ones explicit credentials are for.
+    pub fn from_env(
+        explicit: Option<Credentials>,
+        hosts: Vec<String>,
+        helper_deadline: Duration,
+    ) -> Result<Sources> {
         let var = |name: &str| {
             std::env::var_os(name)
                 .filter(|v| !v.is_empty())
@@ -83,6 +90,7 @@ impl Sources {
         .find(|p| p.is_file());
         Ok(Sources {
             explicit,
+            explicit_hosts: hosts,
             docker_config: docker_config.filter(|p| p.is_file()),
             auth_json,
             helper_deadline,
@@ -93,7 +101,10 @@ impl Sources {
     /// `docker.io`) and `repository` (for auth.json's namespace keys).
     pub fn lookup(&self, host: &str, repository: &str) -> Result<Option<Credentials>> {
         if let Some(c) = &self.explicit {
-            return Ok(Some(c.clone()));
+            // A mirror or a remapped location is another host: it gets its own, or none.
+            if self.explicit_hosts.iter().any(|h| h == host) {
+                return Ok(Some(c.clone()));
+            }
         }
         if let Some(path) = &self.docker_config {
             let config = read_json(path)?;
@@ -455,6 +466,7 @@ mod tests {
         .unwrap();
         let sources = Sources {
             explicit: None,
+            explicit_hosts: Vec::new(),
             docker_config: Some(docker.clone()),
             auth_json: Some(podman.clone()),
             helper_deadline: Duration::from_secs(5),
@@ -470,16 +482,27 @@ mod tests {
         assert_eq!(creds(sources.lookup("c.io", "x").unwrap()), None);
         let explicit = Sources {
             explicit: Some(Credentials::basic_pair("u".into(), "p".into())),
+            explicit_hosts: vec!["a.io".into(), "c.io".into()],
             ..sources
         };
         assert_eq!(
             creds(explicit.lookup("a.io", "x").unwrap()),
             Some(("u".into(), "p".into()))
         );
+        assert_eq!(
+            creds(explicit.lookup("c.io", "x").unwrap()),
+            Some(("u".into(), "p".into()))
+        );
+        // Not named on the command line (a mirror): its own sources decide.
+        assert_eq!(
+            creds(explicit.lookup("b.io", "x").unwrap()),
+            Some(("p".into(), "podman".into()))
+        );
 
         std::fs::write(&docker, r#"{"credsStore": "ocidl-test-missing"}"#).unwrap();
         let sources = Sources {
             explicit: None,
+            explicit_hosts: Vec::new(),
             docker_config: Some(docker),
             auth_json: None,
             helper_deadline: Duration::from_secs(5),

@@ -10,9 +10,10 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -20,6 +21,7 @@ use crate::digest::{Digest, Verifier};
 use crate::error::{Error, Result};
 use crate::manifest::{self, Fetched};
 use crate::store::{self, Outcome, Partial};
+use crate::sys;
 
 /// The annotation naming a manifest in `index.json` (skopeo's `oci:DIR:NAME`).
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -28,6 +30,9 @@ const LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
 
 pub struct Layout {
     root: PathBuf,
+    /// A cache, which ocidl may repair; a layout it only reads from (`oci:PATH`) is left as
+    /// it is, wrong entries and all.
+    writable: bool,
 }
 
 impl Layout {
@@ -41,6 +46,7 @@ impl Layout {
         }
         Ok(Layout {
             root: root.to_path_buf(),
+            writable: false,
         })
     }
 
@@ -50,6 +56,7 @@ impl Layout {
         fs::create_dir_all(&blobs).map_err(Error::file(&blobs))?;
         let layout = Layout {
             root: root.to_path_buf(),
+            writable: true,
         };
         if !root.join(LAYOUT_FILE).is_file() {
             layout.write_atomically(&root.join(LAYOUT_FILE), LAYOUT.as_bytes())?;
@@ -97,18 +104,21 @@ impl Layout {
             .collect())
     }
 
-    /// Keeps a verified manifest, so the layout holds what its files came from.
+    /// Keeps a verified manifest, so the layout holds what its files came from; a copy that
+    /// is there with other bytes is replaced.
     pub fn keep_manifest(&self, fetched: &Fetched) -> Result<()> {
         let path = self.blob_path(&fetched.digest);
-        if fs::metadata(&path).is_ok_and(|m| m.len() == fetched.bytes.len() as u64) {
+        let limit = fetched.bytes.len() as u64;
+        if read_capped(&path, limit).is_ok_and(|held| held == fetched.bytes) {
             return Ok(());
         }
         self.write_atomically(&path, &fetched.bytes)
     }
 
     /// Records `name` in `index.json` as the manifest `fetched`, replacing what the name
-    /// meant before. Read, changed and written back under a lock, by rename.
-    pub fn record(&self, name: &str, fetched: &Fetched) -> Result<()> {
+    /// meant before. Read, changed and written back under a lock, by rename; another
+    /// process's hold on the lock is waited out for `patience` at most.
+    pub fn record(&self, name: &str, fetched: &Fetched, patience: Duration) -> Result<()> {
         let lock_path = self.root.join("index.json.lock");
         let lock = OpenOptions::new()
             .create(true)
@@ -116,7 +126,25 @@ impl Layout {
             .write(true)
             .open(&lock_path)
             .map_err(Error::file(&lock_path))?;
-        lock.lock().map_err(Error::file(&lock_path))?;
+        let until = Instant::now() + patience;
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(fs::TryLockError::WouldBlock) if Instant::now() < until => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Err(Error::File {
+                        path: lock_path,
+                        cause: io::Error::other(format!(
+                            "another process has held it for {} s; giving up",
+                            patience.as_secs()
+                        )),
+                    })
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(Error::file(&lock_path)(e)),
+            }
+        }
         let mut manifests = self.index()?;
         manifests.retain(|m| ref_name(m) != Some(name));
         manifests.push(json!({
@@ -137,7 +165,9 @@ impl Layout {
 
     /// Copies the blob to `target` (the kernel makes it a reflink where the file system
     /// can) through a temporary file, verifies the copy and renames it into place. `None`
-    /// when the layout does not hold the blob, or held a wrong one, which is then removed.
+    /// when the layout does not hold the blob, or held a wrong one (which a cache then
+    /// removes). A blob of another size than the descriptor says is not this content, but
+    /// not removed either: the descriptor may be the wrong one.
     pub fn copy_out(
         &self,
         digest: &Digest,
@@ -146,25 +176,20 @@ impl Layout {
         quiet: bool,
         patience: Duration,
     ) -> Result<Option<Outcome>> {
-        let source = self.blob_path(digest);
-        match fs::metadata(&source) {
-            Ok(m) if m.is_file() && size.is_none_or(|s| s == m.len()) => {}
-            Ok(_) => {
-                self.forget(digest);
-                return Ok(None);
-            }
-            Err(_) => return Ok(None),
+        let Some((mut source, len)) = self.open_blob(digest)? else {
+            return Ok(None);
+        };
+        if size.is_some_and(|s| s != len) {
+            return Ok(None);
         }
+        let size = Some(len);
         if let Some(n) = store::holds(target, digest, size)? {
             return Ok(Some(Outcome::UpToDate(n)));
         }
         let mut partial = Partial::open(target, digest, quiet, patience)?;
-        if let Err(e) = fs::copy(&source, partial.path()) {
+        if let Err(e) = partial.fill_from(&mut source) {
             partial.discard();
-            return Err(Error::File {
-                path: target.to_path_buf(),
-                cause: e,
-            });
+            return Err(e);
         }
         let mut verifier = Verifier::new(digest, size);
         partial.resume(&mut verifier)?;
@@ -189,18 +214,18 @@ impl Layout {
         size: Option<u64>,
         out: &mut dyn Write,
     ) -> Result<Option<u64>> {
-        let source = self.blob_path(digest);
-        let Ok(mut file) = fs::File::open(&source) else {
+        let Some((mut file, len)) = self.open_blob(digest)? else {
             return Ok(None);
         };
-        let mut verifier = Verifier::new(digest, size);
+        // The file's own size bounds the stream when no descriptor gave one.
+        let mut verifier = Verifier::new(digest, Some(size.unwrap_or(len)));
         let mut buffer = vec![0u8; store::BUFFER];
         loop {
             let n = match io::Read::read(&mut file, &mut buffer) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::file(&source)(e)),
+                Err(e) => return Err(Error::file(self.blob_path(digest))(e)),
             };
             verifier.update(&buffer[..n])?;
             out.write_all(&buffer[..n]).map_err(Error::Stdout)?;
@@ -209,15 +234,36 @@ impl Layout {
         verifier.finish().map(Some)
     }
 
-    /// Removes a blob that did not verify, so the next run fetches it again.
+    /// The blob's file and its length, `None` when it is not there. What is there must be a
+    /// regular file: a FIFO would block, a device never end. In a cache such an entry is
+    /// removed; in a layout only read from, it is an error.
+    fn open_blob(&self, digest: &Digest) -> Result<Option<(fs::File, u64)>> {
+        let path = self.blob_path(digest);
+        match open_regular(&path) {
+            Ok(file) => {
+                let len = file.metadata().map_err(Error::file(&path))?.len();
+                Ok(Some((file, len)))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(_) if self.writable => {
+                self.forget(digest);
+                Ok(None)
+            }
+            Err(e) => Err(Error::File { path, cause: e }),
+        }
+    }
+
+    /// Removes a cache's blob that did not verify, so the next run fetches it again.
     fn forget(&self, digest: &Digest) {
-        let _ = fs::remove_file(self.blob_path(digest));
+        if self.writable {
+            let _ = fs::remove_file(self.blob_path(digest));
+        }
     }
 
     /// `index.json`'s manifests (none when there is no index yet).
     fn index(&self) -> Result<Vec<Value>> {
         let path = self.root.join("index.json");
-        let bytes = match fs::metadata(&path) {
+        let bytes = match fs::symlink_metadata(&path) {
             Ok(_) => read_capped(&path, manifest::MAX_SIZE)?,
             Err(_) => return Ok(Vec::new()),
         };
@@ -299,9 +345,22 @@ fn ref_name(manifest: &Value) -> Option<&str> {
     manifest["annotations"][REF_NAME].as_str()
 }
 
-/// A whole file of at most `limit` bytes.
+/// Opens `path` for reading only if it is a regular file. `O_NONBLOCK` keeps the open of a
+/// FIFO from waiting for a writer; it changes nothing for a regular file.
+fn open_regular(path: &Path) -> io::Result<fs::File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(sys::O_NONBLOCK)
+        .open(path)?;
+    match file.metadata()?.is_file() {
+        true => Ok(file),
+        false => Err(io::Error::other("not a regular file")),
+    }
+}
+
+/// A whole regular file of at most `limit` bytes.
 fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>> {
-    let file = fs::File::open(path).map_err(Error::file(path))?;
+    let file = open_regular(path).map_err(Error::file(path))?;
     let mut bytes = Vec::new();
     io::Read::read_to_end(&mut io::Read::take(file, limit + 1), &mut bytes)
         .map_err(Error::file(path))?;

@@ -144,7 +144,13 @@ fn client(args: &Args) -> Result<Client> {
         insecure: args.insecure,
         quiet: args.quiet,
     })?;
-    let sources = credentials::Sources::from_env(explicit, args.timeout)?;
+    let hosts = args
+        .references
+        .iter()
+        .filter_map(|r| r.repository())
+        .map(|r| r.registry().host().to_string())
+        .collect();
+    let sources = credentials::Sources::from_env(explicit, hosts, args.timeout)?;
     Ok(Client::new(transport, sources))
 }
 

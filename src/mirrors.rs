@@ -245,7 +245,9 @@ fn parse(text: &str, path: &Path) -> Result<Vec<Entry>> {
             continue;
         }
         if line.starts_with('[') {
-            table = match line {
+            // TOML allows spaces inside the brackets and around the dot: `[[ registry ]]`.
+            let header: String = line.chars().filter(|c| !c.is_whitespace()).collect();
+            table = match header.as_str() {
                 "[[registry]]" => {
                     raws.push(Raw {
                         prefix: None,
@@ -265,7 +267,16 @@ fn parse(text: &str, path: &Path) -> Result<Vec<Entry>> {
                     raw.mirrors.push((None, false, PullFrom::All, n));
                     Table::Mirror
                 }
-                _ if line.ends_with(']') => Table::Other,
+                // A table of ours misspelt would otherwise drop a `blocked` silently.
+                _ if header.trim_matches(['[', ']']).starts_with("registry") => {
+                    return Err(fail(
+                        n,
+                        format!(
+                        "unknown table {line} (ocidl reads [[registry]] and [[registry.mirror]])"
+                    ),
+                    ))
+                }
+                _ if header.ends_with(']') => Table::Other,
                 _ => return Err(fail(n, format!("unreadable table header {line}"))),
             };
             continue;
@@ -591,6 +602,8 @@ blocked = true
             ("[[registry]]\nprefix = \"a.io\"\n[[registry.mirror]]\nlocation = \"m.io\"\npull-from-mirror = \"some\"", 5, "pull-from-mirror"),
             ("just words", 1, "key = value"),
             ("[broken", 1, "table header"),
+            ("[registry]\nprefix = \"a.io\"", 1, "unknown table"),
+            ("[[registry.mirrors]]", 1, "unknown table"),
             ("x = [1,\n2", 1, "not closed"),
         ] {
             match parse(text, Path::new("r.conf")) {
@@ -602,6 +615,14 @@ blocked = true
                 Ok(_) => panic!("{text:?} was accepted"),
             }
         }
+    }
+
+    #[test]
+    fn headers_may_have_spaces() {
+        let e = entries("[[ registry ]]\nprefix = \"a.io\"\nblocked = true\n[[ registry . mirror ]]\nlocation = \"m.io\"");
+        assert_eq!(e.len(), 1);
+        assert!(e[0].blocked);
+        assert_eq!(e[0].mirrors.len(), 1);
     }
 
     #[test]

@@ -237,7 +237,7 @@ fn pull_package(
             report.files.push(File::named(layer, Status::Cached));
         }
         if let Some(cache) = fetch.cache {
-            cache.record(&reference.name(), &top)?;
+            cache.record(&reference.name(), &top, fetch.client.timeout())?;
         }
         return Ok(());
     }
@@ -297,7 +297,7 @@ fn pull_package(
     }
     // The cache now holds the package whole: name it there, as skopeo's oci:DIR:NAME reads.
     if let (Some(cache), From::Registry(_)) = (fetch.cache, fetch.from) {
-        cache.record(&reference.name(), &top)?;
+        cache.record(&reference.name(), &top, fetch.client.timeout())?;
     }
     Ok(())
 }

@@ -17,9 +17,12 @@ use crate::transport::{resolve, status_text, Pace, Paced, Reply, Transport, SMAL
 
 /// Pages of a tag list followed before giving up on a registry that never stops.
 const MAX_PAGES: usize = 10_000;
-/// The most tag text kept from all pages together: memory stays bounded whatever a registry
-/// sends (128-character tags, the longest allowed, make 64 Ki of them).
+/// The most memory the tags of all pages together may take: memory stays bounded whatever
+/// a registry sends. Each tag is counted with what a `String` costs beside its text, so a
+/// million empty tags count as much as they weigh (128-character tags, the longest
+/// allowed, make 52 Ki of them).
 const MAX_TAG_BYTES: usize = 8 << 20;
+const TAG_OVERHEAD: usize = std::mem::size_of::<String>();
 
 pub struct Client {
     transport: Transport,
@@ -169,7 +172,7 @@ impl Client {
             let body =
                 reply.read_limited(manifest::MAX_SIZE, self.transport.pace(), "a tag list")?;
             for tag in tag_page(&body, &page_url)? {
-                kept += tag.len();
+                kept += tag.len() + TAG_OVERHEAD;
                 if kept > MAX_TAG_BYTES {
                     return Err(Error::BadManifest(format!(
                         "the tag list of {} is larger than {MAX_TAG_BYTES} bytes",

@@ -364,6 +364,16 @@ impl Partial {
         Ok(self.position)
     }
 
+    /// Replaces what the file holds with all of `source` (a layout's blob), copied by the
+    /// kernel (a reflink where the file system can) into this file, whose mode stays ours:
+    /// never the source's, which could be setuid or world-writable.
+    pub fn fill_from(&mut self, source: &mut File) -> Result<u64> {
+        self.restart()?;
+        let n = io::copy(source, &mut self.file).map_err(Error::file(&self.path))?;
+        (self.position, self.flushed) = (n, n);
+        Ok(n)
+    }
+
     /// Forgets everything written, for a server that sent the blob from its beginning.
     pub fn restart(&mut self) -> Result<()> {
         self.file.set_len(0).map_err(Error::file(&self.path))?;

@@ -16,7 +16,7 @@ const SIGTERM: c_int = 15;
 /// fcntl(2) commands and the flag, the same on every Linux architecture ocidl builds for.
 const F_GETFL: c_int = 3;
 const F_SETFL: c_int = 4;
-const O_NONBLOCK: c_int = 0o4000;
+pub const O_NONBLOCK: c_int = 0o4000;
 /// Start writing the range's dirty pages; do not wait (sync_file_range(2)).
 const SYNC_FILE_RANGE_WRITE: u32 = 2;
 

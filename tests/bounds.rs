@@ -429,3 +429,26 @@ fn a_token_that_is_not_one_is_not_retried() {
         assert_eq!(server.requests_to("/v2/").len(), 1, "{answer}");
     }
 }
+
+/// Empty tags weigh what a `String` does, not nothing: pages of 300,000 of them stop at the
+/// cap on the second page instead of growing without end.
+#[test]
+fn empty_tags_count_against_the_memory_cap() {
+    let page = Arc::new(vec![String::new(); 300_000]);
+    let server = FakeServer::start(move |req: &Request| {
+        let n: usize = req.query("n").and_then(|n| n.parse().ok()).unwrap_or(0);
+        Response::json(&json!({ "name": REPO, "tags": *page })).header(
+            "Link",
+            &format!("</v2/{REPO}/tags/list?n={}>; rel=\"next\"", n + 1),
+        )
+    });
+    let tmp = TempDir::new();
+    let out = pull_plain(tmp.path(), &["--tags"], &server.reference(REPO))
+        .timeout(BOUNDED)
+        .run();
+    out.assert_error(1, "larger than 8388608 bytes");
+    assert_eq!(
+        server.requests_to(&format!("/v2/{REPO}/tags/list")).len(),
+        2
+    );
+}

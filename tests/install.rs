@@ -158,10 +158,14 @@ fn busybox_wget_installs_each_machines_binary() {
 #[test]
 fn curl_follows_the_token_flow_over_tls() {
     let tmp = TempDir::new();
-    let tokens = TokenService::start();
+    // A TLS registry's token realm is on TLS too: install.sh refuses a plain one.
+    let tokens = TokenService::start_tls();
     let reg = Registry::start_tls_with_tokens(&tokens);
     let release = fake_release(&tmp.join("dist"), &["x86_64", "aarch64", "armv7"]);
-    let ca = reg.ca_file();
+    let ca = tmp.join("both-cas.pem");
+    let mut bundle = fs::read(reg.ca_file()).unwrap();
+    bundle.extend(fs::read(tokens.ca_file().unwrap()).unwrap());
+    fs::write(&ca, bundle).unwrap();
     let ca_text = ca.to_str().unwrap();
     // .ci/publish takes its push token through the challenge too.
     publish(&tmp.join("dist"), &format!("{}/ci", reg.host()), Some(&ca));
@@ -179,6 +183,30 @@ fn curl_follows_the_token_flow_over_tls() {
         asked[0].query("scope").as_deref(),
         Some("repository:ci/ocidl:pull")
     );
+}
+
+/// A TLS registry whose challenge names a plain-HTTP realm, or a realm that is no http(s)
+/// URL at all: install.sh asks neither, and says why.
+#[test]
+fn a_realm_install_sh_must_not_ask_is_refused() {
+    for realm in ["http://127.0.0.1:9/token", "gopher://127.0.0.1:9/_SET%20x"] {
+        let tmp = TempDir::new();
+        // A TLS registry that answers every request with the hostile challenge.
+        let challenge = format!("Bearer realm=\"{realm}\",service=\"x\"");
+        let trap = crate::support::fake::FakeServer::start(move |_| {
+            crate::support::fake::Response::new(401).header("WWW-Authenticate", &challenge)
+        });
+        let front = crate::support::tls_front::TlsFront::start(trap.port());
+        let image = format!("{}/ci/ocidl:v1", front.host());
+        let env = [(
+            "CURL_CA_BUNDLE",
+            front.ca_file().to_str().unwrap().to_string(),
+        )];
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let out = install(&applets(&tmp, true), &tmp.join("bin"), &image, &env);
+        assert_refused(&out, "token realm");
+        assert!(!tmp.join("bin").exists(), "{realm}: left a directory");
+    }
 }
 
 /// busybox wget shows no headers of a 401, so install.sh cannot read the challenge there: it

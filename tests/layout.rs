@@ -272,3 +272,69 @@ fn a_layout_ocidl_wrote_is_read_by_skopeo() {
     }
     assert!(out.join("manifest.json").is_file());
 }
+
+/// A hostile layout's file modes are not installed: a setuid, world-writable blob lands as
+/// ocidl's own 0755 (a program) or 0644, and FIFOs, devices and symlinks to them in a layout
+/// are errors, not waits or endless streams.
+#[test]
+fn a_hostile_layout_cannot_set_modes_or_hang() {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let tmp = TempDir::new();
+    let reg = Registry::start();
+    let program = b"\x7fELF pretend program".to_vec();
+    reg.pusher()
+        .push_package(REPO, "v1", &[("tool", &program), ("data", b"plain data")]);
+    pull(&tmp, &reg, &["--cache", "l", "--cache-only"]).assert_success();
+    drop(reg);
+    let blobs = tmp.join("l/blobs/sha256");
+    for data in [&program[..], b"plain data"] {
+        let blob = blobs.join(sha256_hex(data));
+        fs::set_permissions(&blob, fs::Permissions::from_mode(0o6777)).unwrap();
+    }
+    ocidl(tmp.path())
+        .args(["oci:l:v1", "-o", "out"])
+        .run()
+        .assert_success();
+    let mode = |name: &str| {
+        fs::metadata(tmp.join("out").join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    assert_eq!(mode("tool") & 0o7022, 0, "tool: {:o}", mode("tool"));
+    assert_eq!(mode("data") & 0o7133, 0, "data: {:o}", mode("data"));
+
+    let fifo_digest = digest_of(b"never written");
+    let fifo = blobs.join(fifo_digest.trim_start_matches("sha256:"));
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let zero_digest = digest_of(b"zeros");
+    symlink(
+        "/dev/zero",
+        blobs.join(zero_digest.trim_start_matches("sha256:")),
+    )
+    .unwrap();
+    for digest in [&fifo_digest, &zero_digest] {
+        let out = ocidl(tmp.path())
+            .args([&format!("oci:l@{digest}"), "-o", "-"])
+            .timeout(std::time::Duration::from_secs(20))
+            .run();
+        out.assert_error(1, "not a regular file");
+        assert!(out.stdout.is_empty());
+    }
+    fs::remove_file(tmp.join("l/index.json")).unwrap();
+    assert!(Command::new("mkfifo")
+        .arg(tmp.join("l/index.json"))
+        .status()
+        .unwrap()
+        .success());
+    let out = ocidl(tmp.path())
+        .args(["--list", "oci:l:v1"])
+        .timeout(std::time::Duration::from_secs(20))
+        .run();
+    out.assert_error(1, "not a regular file");
+}

@@ -401,3 +401,40 @@ fn a_reference_without_a_tag_and_no_latest_says_which_tags_exist() {
     assert!(line.contains("--tags"), "{line}");
     assert!(!Path::new(&tmp.join("tool")).exists());
 }
+
+/// `-u` credentials are for the registries the command line names: a mirror asking for
+/// credentials gets none of them (and the registry, asked next, gets them).
+#[test]
+fn command_line_credentials_never_go_to_a_mirror() {
+    let tmp = TempDir::new();
+    let mut content = Content::new();
+    content.add_package(REPO, TAG, &file_refs(&files()));
+    let content = Arc::new(content);
+    let mirror = FakeServer::start(|_| {
+        Response::new(401).header("WWW-Authenticate", "Basic realm=\"mirror\"")
+    });
+    let expected = basic_auth("me", "hunter2");
+    let upstream = FakeServer::start(move |req: &Request| {
+        if req.authorization() != Some(expected.as_str()) {
+            return Response::new(401).header("WWW-Authenticate", "Basic realm=\"up\"");
+        }
+        content.serve(req)
+    });
+    let out = pull(
+        ocidl(tmp.path())
+            .args(["--plain-http", "-u", "me", "--password-stdin"])
+            .args(["--mirror", &format!("http://{}", mirror.host())])
+            .stdin(b"hunter2\n"),
+        &upstream.host(),
+        "out",
+    );
+    out.assert_success();
+    assert_files(&tmp.join("out"), &files());
+    assert!(!mirror.requests().is_empty(), "the mirror was not tried");
+    let sent: Vec<_> = mirror
+        .requests()
+        .iter()
+        .filter_map(|r| r.authorization().map(str::to_string))
+        .collect();
+    assert!(sent.is_empty(), "the mirror got {sent:?}");
+}

@@ -14,6 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 use super::fake::{FakeServer, Request, Response};
+use super::tls_front::TlsFront;
 use super::TempDir;
 
 /// The `service` and `issuer` the registry is configured with.
@@ -23,10 +24,25 @@ const ISSUER: &str = "ocidl-test-token-service";
 pub struct TokenService {
     server: FakeServer,
     signer: Signer,
+    /// TLS in front of the service (`start_tls`), for clients that send credentials or
+    /// ask a TLS registry's realm: they refuse a plain-HTTP one.
+    tls: Option<TlsFront>,
     _dir: TempDir,
 }
 
 impl TokenService {
+    /// The service over TLS, on a certificate of its own test CA (`ca_file`).
+    pub fn start_tls() -> TokenService {
+        let mut service = TokenService::start();
+        service.tls = Some(TlsFront::start(service.server.port()));
+        service
+    }
+
+    /// The CA of the TLS front, when there is one.
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        self.tls.as_ref().map(TlsFront::ca_file)
+    }
+
     pub fn start() -> TokenService {
         let dir = TempDir::new();
         let status = Command::new("openssl")
@@ -56,13 +72,17 @@ impl TokenService {
         TokenService {
             server,
             signer,
+            tls: None,
             _dir: dir,
         }
     }
 
     /// Where the registry sends clients for a token.
     pub fn realm(&self) -> String {
-        self.server.url("/token")
+        match &self.tls {
+            Some(front) => format!("https://{}/token", front.host()),
+            None => self.server.url("/token"),
+        }
     }
 
     /// The certificate the registry trusts tokens by.
