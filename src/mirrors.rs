@@ -86,6 +86,14 @@ impl Mirrors {
         Ok(mirrors)
     }
 
+    /// The mirrors one registries.conf text gives (for the fuzz target and tests).
+    pub fn from_text(text: &str, path: &Path) -> Result<Mirrors> {
+        Ok(Mirrors {
+            entries: parse(text, path)?,
+            extra: Vec::new(),
+        })
+    }
+
     /// Where to fetch `repo` from, in order: `--mirror`s, the matching `[[registry]]`'s
     /// mirrors that take this kind of pull (`by_digest`), then its location (the registry
     /// itself unless remapped). Blocked names are refused.

@@ -27,22 +27,24 @@ fuzz_target!(|input: &[u8]| {
             if a.output == Some(Output::Stdout) {
                 assert!(!a.json && a.references.len() == 1);
             }
-            if a.mode == Mode::List {
+            if let Mode::List | Mode::Verify = a.mode {
                 assert!(a
                     .references
                     .iter()
-                    .all(|r| matches!(r.target(), Target::Tag(_))));
+                    .all(|r| !matches!(r.target(), Target::Blob(_))));
+            }
+            if a.mode == Mode::Fill {
+                assert!(a.cache.is_some());
             }
             // The globs match anything without panicking (or taking forever).
             for arg in &args {
                 let _ = a.wants(&arg.to_string_lossy());
             }
             for r in &a.references {
-                let _ = (
-                    r.to_string(),
-                    r.name(),
-                    r.repository().registry().base_url(),
-                );
+                let _ = (r.to_string(), r.name(), r.file_name());
+                if let Some(repository) = r.repository() {
+                    let _ = repository.registry().base_url();
+                }
             }
         }
         Err(e) => {
