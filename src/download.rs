@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::digest::{Digest, Verifier};
 use crate::error::{Error, Result};
+use crate::paths;
 use crate::progress::{self, Progress};
 use crate::reference::Repository;
 use crate::registry::Client;
@@ -40,7 +41,7 @@ pub fn to_path(
     target: &Path,
     progress: &mut Progress,
 ) -> Result<Outcome> {
-    if store::is_special(target) {
+    if paths::is_special(target) {
         let mut file = OpenOptions::new()
             .write(true)
             .open(target)

@@ -11,10 +11,10 @@ use crate::download::{self, Job, Outcome};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::manifest::Fetched;
+use crate::paths;
 use crate::progress::Progress;
 use crate::reference::Repository;
 use crate::registry::Client;
-use crate::store;
 
 /// Where one try takes the content from.
 #[derive(Clone, Copy)]
@@ -138,7 +138,7 @@ fn copy_out(
     patience: Duration,
 ) -> Result<Option<Outcome>> {
     match target {
-        Some(path) if !store::is_special(path) => {
+        Some(path) if !paths::is_special(path) => {
             layout.copy_out(digest, size, path, quiet, patience)
         }
         Some(path) => {

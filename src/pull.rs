@@ -14,6 +14,7 @@ use crate::fetch::{Fetch, From};
 use crate::layout::Layout;
 use crate::manifest::{Descriptor, Manifest};
 use crate::mirrors::Source;
+use crate::paths;
 use crate::progress::{self, human_size, Progress};
 use crate::reference::{Place, Reference, Repository, Target, DEFAULT_TAG};
 use crate::registry::Client;
@@ -151,7 +152,7 @@ fn fetch_blob(
 ) -> Result<()> {
     let target = match &args.output {
         Some(Output::Stdout) => None,
-        Some(Output::Path(path)) if store::names_directory(path) => Some(path.join(name)),
+        Some(Output::Path(path)) if paths::names_directory(path) => Some(path.join(name)),
         Some(Output::Path(path)) => Some(path.clone()),
         None => Some(PathBuf::from(name)),
     };
@@ -264,10 +265,10 @@ fn pull_package(
         Some(Output::Stdout) => {
             titles
                 .iter()
-                .try_for_each(|title| store::plain_text(title))?;
+                .try_for_each(|title| paths::plain_text(title))?;
             vec![None; chosen.len()]
         }
-        _ => store::plan(root, &titles)?.into_iter().map(Some).collect(),
+        _ => paths::plan(root, &titles)?.into_iter().map(Some).collect(),
     };
     report.streamed = args.output == Some(Output::Stdout);
     for ((path, layer), title) in paths.into_iter().zip(chosen).zip(titles) {
@@ -311,7 +312,7 @@ fn verify(root: &Path, chosen: &[&Descriptor], report: &mut Report) -> Result<()
         .collect();
     // A directory that is not there holds nothing: every file is missing.
     let paths = match root.is_dir() {
-        true => store::plan(root, &titles)?,
+        true => paths::plan(root, &titles)?,
         false => titles.iter().map(|t| root.join(t)).collect(),
     };
     for (path, layer) in paths.into_iter().zip(chosen) {
