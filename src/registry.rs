@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::manifest::{self, Fetched};
 use crate::policy::{self, Origin, Secret};
 use crate::reference::Repository;
-use crate::transport::{resolve, status_text, Pace, Paced, Reply, Transport, SMALL_BODY};
+use crate::transport::{resolve, status_text, Paced, Reply, Transport, SMALL_BODY};
 
 /// Pages of a tag list followed before giving up on a registry that never stops.
 const MAX_PAGES: usize = 10_000;
@@ -338,11 +338,6 @@ impl Client {
                 url,
             },
         })
-    }
-
-    /// The speed limit for a body the caller reads.
-    pub fn pace(&self) -> Pace {
-        self.transport.pace()
     }
 }
 
