@@ -163,16 +163,7 @@ impl Transport {
                 .send(body.as_bytes())
                 .map_err(|e| transport(url, e))
         };
-        // The extra certificates first, as for a GET: a realm on a private CA works too.
-        // A failed handshake sent nothing, so trying the bundled roots after it is safe.
-        let bundled = self.agent(url, false);
-        let response = match url.starts_with("https:") && self.extra_roots().is_some() {
-            true => match call(&self.agent(url, true)) {
-                Err(Error::Tls { .. }) => call(&bundled),
-                other => other,
-            },
-            false => call(&bundled),
-        }?;
+        let response = self.with_roots(url, call)?;
         Ok(Reply {
             response,
             url: url.to_string(),
@@ -217,16 +208,13 @@ impl Transport {
         }
     }
 
-    /// With extra certificates, their agent goes first and the bundled roots are the
-    /// fallback: ureq's root store replaces rather than extends, and "also trust" is what
-    /// users of `--ca-file` expect (a registry on a private CA, a CDN on a public one).
     fn send_once(
         &mut self,
         url: &str,
         headers: &[(&str, &str)],
         authorization: Option<&str>,
     ) -> Result<Response<Body>> {
-        let call = |agent: &Agent| {
+        self.with_roots(url, |agent| {
             let mut request = agent.get(url);
             for (name, value) in headers {
                 request = request.header(*name, *value);
@@ -235,7 +223,15 @@ impl Transport {
                 request = request.header("Authorization", authorization);
             }
             request.call().map_err(|e| transport(url, e))
-        };
+        })
+    }
+
+    /// Makes `call` with the agent `url` needs. With extra certificates, their agent goes
+    /// first and the bundled roots are the fallback: ureq's root store replaces rather than
+    /// extends, and "also trust" is what users of `--ca-file` expect (a registry on a private
+    /// CA, a CDN on a public one). A failed handshake sent nothing, so the second try is safe
+    /// for a POST too.
+    fn with_roots<T>(&mut self, url: &str, call: impl Fn(&Agent) -> Result<T>) -> Result<T> {
         let bundled = self.agent(url, false);
         if !url.starts_with("https:") || self.extra_roots().is_none() {
             return call(&bundled);
