@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use lexopt::prelude::*;
 
+use crate::content::manifest::Platform;
 use crate::error::{Error, Result};
 use crate::glob::Glob;
-use crate::manifest::Platform;
+use crate::net::retry::DEFAULT_RETRIES;
+use crate::net::transport::{
+    DEFAULT_SPEED_LIMIT, DEFAULT_SPEED_TIME, DEFAULT_TIMEOUT, MAX_SECONDS,
+};
 use crate::reference::{Defaults, Reference, Target};
-use crate::retry::DEFAULT_RETRIES;
-use crate::transport::{DEFAULT_SPEED_LIMIT, DEFAULT_SPEED_TIME, DEFAULT_TIMEOUT, MAX_SECONDS};
 
 pub const HELP: &str = "\
 ocidl: download files from OCI registries (ghcr.io and any distribution-spec registry),

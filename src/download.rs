@@ -10,19 +10,19 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::digest::{Digest, Verifier};
+use crate::content::digest::{Digest, Verifier};
+use crate::disk::paths;
+use crate::disk::store::{self, Partial, BUFFER};
 use crate::error::{Error, Result};
-use crate::paths;
+use crate::net::registry::Client;
+use crate::net::retry::Backoff;
 use crate::progress::{self, Progress};
 use crate::reference::Repository;
-use crate::registry::Client;
-use crate::retry::Backoff;
-use crate::store::{self, Partial, BUFFER};
 
 /// Progress that earns a download its retry budget back after a break.
 const PROGRESS: u64 = 1 << 20;
 
-pub use crate::store::Outcome;
+pub use crate::disk::store::Outcome;
 
 /// One blob to fetch.
 pub struct Job<'a> {

@@ -5,7 +5,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-use crate::digest::Digest;
+use crate::content::digest::Digest;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -94,7 +94,7 @@ impl Error {
     /// Failures that another try may not meet: the network, not the content or the user.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Connect { cause, .. } => cause != crate::transport::HOST_NOT_FOUND,
+            Error::Connect { cause, .. } => cause != crate::net::transport::HOST_NOT_FOUND,
             Error::Network(_) | Error::BodyCut(_) => true,
             _ => false,
         }

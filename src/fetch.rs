@@ -6,15 +6,15 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::digest::Digest;
+use crate::content::digest::Digest;
+use crate::content::manifest::Fetched;
+use crate::disk::layout::Layout;
+use crate::disk::paths;
 use crate::download::{self, Job, Outcome};
 use crate::error::{Error, Result};
-use crate::layout::Layout;
-use crate::manifest::Fetched;
-use crate::paths;
+use crate::net::registry::Client;
 use crate::progress::Progress;
 use crate::reference::Repository;
-use crate::registry::Client;
 
 /// Where one try takes the content from.
 #[derive(Clone, Copy)]

@@ -6,29 +6,17 @@
 
 #![deny(unsafe_code)]
 
-pub mod auth;
-pub mod body;
 pub mod cli;
-pub mod credentials;
-pub mod digest;
+pub mod content;
+pub mod disk;
 pub mod download;
 pub mod error;
 pub mod fetch;
 pub mod glob;
-pub mod layout;
-pub mod manifest;
-pub mod mirrors;
-pub mod paths;
-pub mod policy;
+pub mod net;
 pub mod progress;
-pub mod proxy;
 pub mod pull;
 pub mod reference;
-pub mod registries_conf;
-pub mod registry;
 pub mod report;
-pub mod retry;
-pub mod store;
 pub mod sys;
 pub mod text;
-pub mod transport;

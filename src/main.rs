@@ -11,17 +11,17 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ocidl::auth::Credentials;
 use ocidl::cli::{self, Args, Command, Mode};
-use ocidl::credentials;
+use ocidl::disk::layout::Layout;
 use ocidl::error::{Error, Result};
-use ocidl::layout::Layout;
-use ocidl::mirrors::Mirrors;
+use ocidl::net::auth::Credentials;
+use ocidl::net::credentials;
+use ocidl::net::mirrors::Mirrors;
+use ocidl::net::registry::Client;
+use ocidl::net::transport::{self, Transport};
 use ocidl::progress::{self, Progress};
 use ocidl::pull::{self, Report};
 use ocidl::reference::{Reference, Target};
-use ocidl::registry::Client;
-use ocidl::transport::{self, Transport};
 use ocidl::{sys, text};
 
 const EXIT_FAILURE: u8 = 1;

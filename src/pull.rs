@@ -8,17 +8,17 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::cli::{Args, Mode, Output};
-use crate::digest::Digest;
+use crate::content::digest::Digest;
+use crate::content::manifest::{Descriptor, Manifest};
+use crate::disk::layout::Layout;
+use crate::disk::paths;
+use crate::disk::store::{self, Outcome};
 use crate::error::{Error, Result};
 use crate::fetch::{Fetch, From};
-use crate::layout::Layout;
-use crate::manifest::{Descriptor, Manifest};
-use crate::mirrors::Source;
-use crate::paths;
+use crate::net::mirrors::Source;
+use crate::net::registry::Client;
 use crate::progress::{self, human_size, Progress};
 use crate::reference::{Place, Reference, Repository, Target, DEFAULT_TAG};
-use crate::registry::Client;
-use crate::store::{self, Outcome};
 
 pub use crate::report::{File, Report, Status};
 

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::digest::Digest;
+use crate::content::digest::Digest;
 use crate::error::Error;
 
 /// The tag pulled when a reference names none.

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use crate::cli::Mode;
-use crate::digest::Digest;
+use crate::content::digest::Digest;
+use crate::content::manifest::Descriptor;
 use crate::error::Error;
-use crate::manifest::Descriptor;
 use crate::reference::Reference;
 use crate::text::escape;
 

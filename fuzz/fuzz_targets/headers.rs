@@ -4,8 +4,8 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use libfuzzer_sys::fuzz_target;
-use ocidl::registry::parse_content_range;
-use ocidl::retry::parse_retry_after;
+use ocidl::net::registry::parse_content_range;
+use ocidl::net::retry::parse_retry_after;
 
 fuzz_target!(|input: &str| {
     if let Some(range) = parse_content_range(input) {

@@ -2,13 +2,19 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ocidl::manifest::{Manifest, Platform};
+use ocidl::content::manifest::{Manifest, Platform};
 
 fuzz_target!(|data: &[u8]| {
-    for content_type in [None, Some("application/vnd.docker.distribution.manifest.list.v2+json")] {
+    for content_type in [
+        None,
+        Some("application/vnd.docker.distribution.manifest.list.v2+json"),
+    ] {
         if let Ok(Manifest::Index { manifests }) = Manifest::parse(content_type, data) {
             let _ = Platform::host().select(&manifests);
-            let _ = "linux/arm64/v8".parse::<Platform>().unwrap().select(&manifests);
+            let _ = "linux/arm64/v8"
+                .parse::<Platform>()
+                .unwrap()
+                .select(&manifests);
         }
     }
 });

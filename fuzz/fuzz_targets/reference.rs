@@ -7,7 +7,13 @@ use ocidl::reference::{Defaults, Reference};
 
 fuzz_target!(|input: &str| {
     for ghcr in [false, true] {
-        if let Ok(r) = Reference::parse(input, Defaults { ghcr, ..Defaults::default() }) {
+        if let Ok(r) = Reference::parse(
+            input,
+            Defaults {
+                ghcr,
+                ..Defaults::default()
+            },
+        ) {
             assert_eq!(r.to_string(), input);
             let _ = (r.name(), r.tag_defaulted());
             assert!(!r.file_name().is_empty());

@@ -35,7 +35,7 @@ use super::{
     Defaults, Place, Reference, Registry, Repository, Target, DEFAULT_TAG, DOCKER_HUB,
     DOCKER_HUB_ALIASES, GHCR, MAX_PATH_LEN, MAX_TAG_LEN,
 };
-use crate::digest::Digest;
+use crate::content::digest::Digest;
 
 pub(super) fn parse(input: &str, defaults: Defaults) -> Result<Reference, String> {
     // dbin and other pkgforge tools write `oci://ghcr.io/...`: the reference itself follows.
@@ -205,7 +205,7 @@ fn looks_like_registry(first: &str) -> bool {
 fn reference_digest(text: &str) -> Result<Digest, String> {
     let digest = text.parse::<Digest>()?;
     match digest.algorithm() {
-        crate::digest::Algorithm::Sha256 => Ok(digest),
+        crate::content::digest::Algorithm::Sha256 => Ok(digest),
         _ => Err("a reference's digest is sha256 (as in distribution's grammar)".into()),
     }
 }

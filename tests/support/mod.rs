@@ -260,7 +260,7 @@ pub fn free_port() -> u16 {
 /// The `Authorization` value for Basic credentials.
 /// ocidl's own encoder is tested against RFC 4648's vectors in `src/auth.rs`.
 pub fn basic_auth(user: &str, pass: &str) -> String {
-    ocidl::auth::Credentials::basic_pair(user.into(), pass.into()).basic()
+    ocidl::net::auth::Credentials::basic_pair(user.into(), pass.into()).basic()
 }
 
 /// What `--platform` defaults to on this machine, in OCI spelling: the expected pick of an

@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::digest::{Digest, Verifier};
+use crate::content::digest::{Digest, Verifier};
+use crate::content::manifest::{self, Fetched};
+use crate::disk::store::{self, Outcome, Partial};
 use crate::error::{Error, Result};
-use crate::manifest::{self, Fetched};
-use crate::store::{self, Outcome, Partial};
 use crate::sys;
 
 /// The annotation naming a manifest in `index.json` (skopeo's `oci:DIR:NAME`).

@@ -13,10 +13,12 @@ use std::path::{Path, PathBuf};
 
 use std::time::{Duration, Instant};
 
-use crate::paths::NAME_MAX;
-pub use crate::paths::{is_special, names_directory, plain_text, plan, safe_path, PARTIAL_SUFFIX};
+use crate::disk::paths::NAME_MAX;
+pub use crate::disk::paths::{
+    is_special, names_directory, plain_text, plan, safe_path, PARTIAL_SUFFIX,
+};
 
-use crate::digest::{Digest, Verifier};
+use crate::content::digest::{Digest, Verifier};
 use crate::error::{Error, Result};
 use crate::progress;
 use crate::sys;

@@ -16,8 +16,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::net::registries_conf::{self, Entry, PullFrom};
 use crate::reference::{Location, Repository};
-use crate::registries_conf::{self, Entry, PullFrom};
 
 /// One place to fetch a repository from, in the order to try them.
 #[derive(Clone, Debug)]

@@ -6,14 +6,14 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::auth::{self, Challenge, Credentials, GHCR_ANONYMOUS};
-use crate::credentials::Sources;
-use crate::digest::Digest;
+use crate::content::digest::Digest;
+use crate::content::manifest::{self, Fetched};
 use crate::error::{Error, Result};
-use crate::manifest::{self, Fetched};
-use crate::policy::{self, Origin, Secret};
+use crate::net::auth::{self, Challenge, Credentials, GHCR_ANONYMOUS};
+use crate::net::credentials::Sources;
+use crate::net::policy::{self, Origin, Secret};
+use crate::net::transport::{resolve, status_text, Paced, Reply, Transport, SMALL_BODY};
 use crate::reference::Repository;
-use crate::transport::{resolve, status_text, Paced, Reply, Transport, SMALL_BODY};
 
 /// Pages of a tag list followed before giving up on a registry that never stops.
 const MAX_PAGES: usize = 10_000;

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::auth::{base64_decode, Credentials};
 use crate::error::{Error, Result};
+use crate::net::auth::{base64_decode, Credentials};
 use crate::reference::DOCKER_HUB;
 use crate::sys;
 

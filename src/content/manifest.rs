@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use serde_json::Value;
 
-use crate::digest::Digest;
+use crate::content::digest::Digest;
 use crate::error::{Error, Result};
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";

@@ -19,13 +19,15 @@ use ureq::tls::{PemItem, RootCerts, TlsConfig};
 use ureq::{Agent, Body};
 
 use crate::error::{Error, Result};
-use crate::policy::{self, Origin, Secret};
+use crate::net::policy::{self, Origin, Secret};
+use crate::net::retry::{self, Backoff};
 use crate::progress;
-use crate::retry::{self, Backoff};
 
-use crate::body::{drain, header};
-pub use crate::body::{Pace, Paced, Reply, DEFAULT_SPEED_LIMIT, DEFAULT_SPEED_TIME, SMALL_BODY};
-pub use crate::proxy::Proxies;
+use crate::net::body::{drain, header};
+pub use crate::net::body::{
+    Pace, Paced, Reply, DEFAULT_SPEED_LIMIT, DEFAULT_SPEED_TIME, SMALL_BODY,
+};
+pub use crate::net::proxy::Proxies;
 
 /// Redirects followed for one request. ghcr and Docker Hub use one (to their CDN).
 pub const MAX_REDIRECTS: usize = 10;

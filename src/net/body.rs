@@ -10,7 +10,7 @@ use ureq::http::Response;
 use ureq::{Body, BodyReader};
 
 use crate::error::{Error, Result};
-use crate::policy::Origin;
+use crate::net::policy::Origin;
 
 /// A body slower than `speed_limit` bytes a second over `speed_time` fails (and is retried
 /// and resumed), as curl's `--speed-limit`/`--speed-time` do. Defaults: 1 KiB/s over 30 s.
