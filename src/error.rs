@@ -38,8 +38,13 @@ pub enum Error {
     Refused(String),
     /// A token service answered something that is not a usable token.
     Token(String),
-    /// The registry's answer is not something we can use (bad JSON, schema1, missing fields).
+    /// A manifest or index is not something we can use (bad JSON, schema1, missing fields).
     BadManifest(String),
+    /// A tag list is not `{"tags": [...]}`, or its pages do not end.
+    BadTags(String),
+    /// A body or file is larger than we read of its kind (a manifest, a token answer, a
+    /// tag page, a layout's `index.json`); `what` names it.
+    TooLarge { what: String, limit: u64 },
     /// Content hashed to another digest than the one it was asked for by.
     DigestMismatch { expected: Digest, actual: Digest },
     /// Content was shorter or longer than its descriptor said.
@@ -74,8 +79,16 @@ pub enum Error {
     Layer { title: String, source: Box<Error> },
     /// Writing to standard output failed (a listing's closed pipe is not reported, see `main`).
     Stdout(io::Error),
-    /// The reader of a blob on standard output went away before it had all of it.
-    ReaderGone { written: u64 },
+    /// The reader of a blob on a stream (standard output, a FIFO: `to` names it) went away
+    /// before it had all of it.
+    ReaderGone { to: String, written: u64 },
+    /// A blob failed after some of its bytes had reached a stream, which cannot take them
+    /// back: no other source is tried.
+    Streamed {
+        to: String,
+        written: u64,
+        source: Box<Error>,
+    },
     /// `--verify` found files missing or different.
     NotIntact { bad: usize, of: usize },
 }
@@ -100,19 +113,43 @@ impl Error {
         }
     }
 
-    /// Failures that are about what one source (a mirror) served or whether it could be
-    /// reached: another source may do better. Not the user's input, nor the local disk.
+    /// Whether another source (the next mirror, then the registry) may do better: a failure
+    /// about what this source served or whether it could be reached. Not the user's input,
+    /// the local disk, or a stream that already took bytes. Decided variant by variant.
     pub fn is_source_failure(&self) -> bool {
         match self {
             Error::Kept { source, .. } | Error::Layer { source, .. } => source.is_source_failure(),
+            Error::Connect { .. }
+            | Error::Tls { .. }
+            | Error::Network(_)
+            | Error::BodyCut(_)
+            | Error::NotFound(_)
+            | Error::AuthRequired
+            | Error::Denied
+            | Error::Status { .. }
+            | Error::Redirect(_)
+            | Error::Refused(_)
+            | Error::Token(_)
+            | Error::BadManifest(_)
+            | Error::BadTags(_)
+            | Error::TooLarge { .. }
+            | Error::DigestMismatch { .. }
+            | Error::SizeMismatch { .. }
+            // A title or a platform comes with the manifest this source resolved.
+            | Error::UnsafeTitle { .. }
+            | Error::NoMatch(_)
+            | Error::NotOneFile(_)
+            | Error::DuplicateTitle(_)
+            | Error::NoPlatform { .. } => true,
             Error::Usage(_)
             | Error::InvalidReference { .. }
             | Error::Config { .. }
+            | Error::Helper { .. }
             | Error::File { .. }
             | Error::Stdout(_)
             | Error::ReaderGone { .. }
+            | Error::Streamed { .. }
             | Error::NotIntact { .. } => false,
-            _ => true,
         }
     }
 
@@ -148,6 +185,8 @@ impl fmt::Display for Error {
             Error::Refused(msg) => write!(f, "refused: {msg}"),
             Error::Token(msg) => write!(f, "token service: {msg}"),
             Error::BadManifest(msg) => write!(f, "unusable manifest: {msg}"),
+            Error::BadTags(msg) => write!(f, "unusable tag list: {msg}"),
+            Error::TooLarge { what, limit } => write!(f, "{what} is larger than {limit} bytes"),
             Error::DigestMismatch { expected, actual } => {
                 write!(f, "digest mismatch: expected {expected}, got {actual}")
             }
@@ -205,10 +244,15 @@ impl fmt::Display for Error {
                     "{bad} of {of} files are not intact (missing or different)"
                 )
             }
-            Error::ReaderGone { written } => write!(
+            Error::ReaderGone { to, written } => write!(
                 f,
-                "standard output was closed after {written} bytes: the blob was not delivered whole"
+                "{to} was closed after {written} bytes: the blob was not delivered whole"
             ),
+            Error::Streamed {
+                to,
+                written,
+                source,
+            } => write!(f, "{source} (after {written} bytes went to {to})"),
         }
     }
 }

@@ -8,20 +8,19 @@
 #![deny(unsafe_code)]
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ocidl::cli::{self, Args, Command, Mode};
+use ocidl::cli::{self, Command, Mode};
+use ocidl::deliver::Cache;
 use ocidl::disk::layout::Layout;
 use ocidl::error::{Error, Result};
-use ocidl::net::auth::Credentials;
-use ocidl::net::credentials;
 use ocidl::net::mirrors::Mirrors;
 use ocidl::net::registry::Client;
-use ocidl::net::transport::{self, Transport};
+use ocidl::net::transport::Transport;
 use ocidl::progress::{self, Progress};
-use ocidl::pull::{self, Report};
+use ocidl::pull;
 use ocidl::reference::{Reference, Target};
+use ocidl::settings::Settings;
 use ocidl::{sys, text};
 
 const EXIT_FAILURE: u8 = 1;
@@ -39,64 +38,92 @@ fn main() -> ExitCode {
         Ok(Command::Version) => return printed(VERSION),
         Err(e) => return ExitCode::from(report(None, &e)),
     };
+    let password = match args.username.is_some().then(read_password).transpose() {
+        Ok(password) => password,
+        Err(e) => return ExitCode::from(report(None, &e)),
+    };
+    let settings = match Settings::new(args, password, |name| std::env::var_os(name)) {
+        Ok(settings) => settings,
+        Err(e) => return ExitCode::from(report(None, &e)),
+    };
     sys::stop_on_signals();
-    if args.insecure {
-        // Digests still protect each blob, but not which manifest a tag names.
-        eprintln!("ocidl: warning: --insecure: TLS certificates are not verified; whoever is on the path can serve other content under a tag");
+    match run(settings) {
+        Ok(status) => ExitCode::from(status),
+        Err(e) => ExitCode::from(report(None, &e)),
     }
-    let mut client = match client(&args) {
-        Ok(client) => client,
-        Err(e) => return ExitCode::from(report(None, &e)),
+}
+
+/// Every reference in order; the worst exit status of them.
+fn run(settings: Settings) -> Result<u8> {
+    let Settings {
+        references,
+        job,
+        quiet,
+        insecure,
+        transport,
+        credentials,
+        mirrors,
+        cache,
+    } = settings;
+    if insecure {
+        // Digests still protect each blob, but not which manifest a tag names.
+        progress::note(format_args!("ocidl: warning: --insecure: TLS certificates are not verified; whoever is on the path can serve other content under a tag"));
+    }
+    let mut client = Client::new(Transport::new(transport)?, credentials);
+    // An `oci:` pull asks no registry, so it needs no registries.conf.
+    let mirrors = match references.iter().any(|r| r.repository().is_some()) {
+        true => Mirrors::load(&mirrors.extra, &mirrors.files)?,
+        false => Mirrors::default(),
     };
-    let mirrors = match Mirrors::load(&args.mirrors) {
-        Ok(mirrors) => mirrors,
-        Err(e) => return ExitCode::from(report(None, &e)),
+    let mut progress = Progress::new(quiet);
+    let required = job.mode == Mode::Fill;
+    let cache = match cache.as_deref().map(Layout::create).transpose() {
+        Ok(layout) => layout.map(|layout| Cache::new(layout, required)),
+        Err(e) if required => return Err(e),
+        // The cache is an optimisation: without it the pull goes on from its source.
+        Err(e) => {
+            progress.note(format_args!("cache: {e}; going on without it"));
+            None
+        }
     };
-    let cache = match args.cache.as_deref().map(Layout::create).transpose() {
-        Ok(cache) => cache,
-        Err(e) => return ExitCode::from(report(None, &e)),
-    };
-    let mut progress = Progress::new(args.quiet);
     let mut documents = Vec::new();
     let mut worst = 0;
-    for reference in &args.references {
-        let mut done = Report::default();
+    for reference in &references {
         let by_digest = !matches!(reference.target(), Target::Tag(_));
         let sources = match reference.repository() {
             Some(repository) => mirrors.sources(repository, by_digest),
             None => Ok(Vec::new()),
         };
-        let result = sources.and_then(|sources| {
-            let cache = cache.as_ref();
-            pull::run(
+        let (done, result) = match sources {
+            Ok(sources) => pull::run(
                 &mut client,
                 reference,
                 &sources,
-                cache,
-                &args,
+                cache.as_ref(),
+                &job,
                 &mut progress,
-                &mut done,
-            )
-        });
+            ),
+            Err(e) => (pull::Report::default(), Err(e)),
+        };
         if let Err(e) = &result {
             worst = worst.max(report(Some(reference), e));
         }
-        if args.json {
-            documents.push(done.to_json(reference, args.mode, result.as_ref().err()));
-        } else if let Mode::List | Mode::Tags | Mode::Verify = args.mode {
-            if let Err(e) = print(&done.lines(args.mode).join("\n")) {
-                return ExitCode::from(worst.max(report(None, &e)));
+        if job.json {
+            documents.push(done.to_json(reference, job.mode, result.as_ref().err()));
+        } else if let Mode::List | Mode::Tags | Mode::Verify = job.mode {
+            if let Err(e) = print(&done.lines(job.mode).join("\n")) {
+                return Ok(worst.max(report(None, &e)));
             }
         }
     }
-    if args.json {
+    if job.json {
         let json = serde_json::json!({ "references": documents }).to_string();
         if let Err(e) = print(&text::escape_json(&json)) {
-            return ExitCode::from(worst.max(report(None, &e)));
+            return Ok(worst.max(report(None, &e)));
         }
     }
     progress.summary();
-    ExitCode::from(worst)
+    Ok(worst)
 }
 
 /// Prints lines of output to stdout. A reader that has gone (`| head`) is its own business;
@@ -118,40 +145,6 @@ fn printed(text: &str) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => ExitCode::from(report(None, &e)),
     }
-}
-
-fn client(args: &Args) -> Result<Client> {
-    let explicit = match &args.username {
-        Some(username) => Some(Credentials::basic_pair(username.clone(), read_password()?)),
-        None => None,
-    };
-    let env_path = |name: &str| {
-        std::env::var_os(name)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    let transport = Transport::new(transport::Options {
-        ca_files: args.ca_file.iter().cloned().collect(),
-        env_ca_files: env_path("SSL_CERT_FILE").into_iter().collect(),
-        env_ca_dirs: env_path("SSL_CERT_DIR")
-            .map(|dirs| std::env::split_paths(&dirs).collect())
-            .unwrap_or_default(),
-        proxies: transport::Proxies::from_env()?,
-        retries: args.retries,
-        timeout: args.timeout,
-        speed_limit: args.speed_limit,
-        speed_time: args.speed_time,
-        insecure: args.insecure,
-        quiet: args.quiet,
-    })?;
-    let hosts = args
-        .references
-        .iter()
-        .filter_map(|r| r.repository())
-        .map(|r| r.registry().host().to_string())
-        .collect();
-    let sources = credentials::Sources::from_env(explicit, hosts, args.timeout)?;
-    Ok(Client::new(transport, sources))
 }
 
 /// `--password-stdin`: the whole of stdin, less one trailing newline (`echo $TOKEN |`).

@@ -30,8 +30,11 @@ fn clear_line() {
     }
 }
 
+/// The one object that shows a run's progress and notes: drawn lines on a terminal, status
+/// notes unless `--quiet`.
 pub struct Progress {
     enabled: bool,
+    quiet: bool,
     file: Option<File>,
     files: u64,
     bytes: u64,
@@ -49,17 +52,34 @@ struct File {
 impl Progress {
     /// Drawn only on a terminal, and never with `-q`.
     pub fn new(quiet: bool) -> Progress {
-        Progress::with(!quiet && std::io::stderr().is_terminal())
+        Progress {
+            enabled: !quiet && std::io::stderr().is_terminal(),
+            quiet,
+            ..Progress::silent()
+        }
     }
 
-    pub fn with(enabled: bool) -> Progress {
+    /// Shows nothing at all: `--quiet`, and work no one should see (a config blob).
+    pub fn silent() -> Progress {
         Progress {
-            enabled,
+            enabled: false,
+            quiet: true,
             file: None,
             files: 0,
             bytes: 0,
             started: Instant::now(),
         }
+    }
+
+    /// A status note (`note`), unless `--quiet`.
+    pub fn note(&self, message: fmt::Arguments) {
+        if !self.quiet {
+            note(message);
+        }
+    }
+
+    pub fn quiet(&self) -> bool {
+        self.quiet
     }
 
     pub fn start(&mut self, name: &str, total: Option<u64>) {

@@ -1,122 +1,116 @@
 //! The job itself, top to bottom: a reference becomes a manifest, the manifest becomes
-//! descriptors, the descriptors become verified files. What was done is recorded in a
-//! `Report` (`report.rs`) that `main` prints (as text or JSON); where the bytes come from is
-//! `fetch.rs`.
+//! descriptors, the descriptors become verified files. Each try takes one source (a mirror,
+//! the registry, or an `oci:` layout); every byte goes through `deliver`. A package's files
+//! are staged, and renamed into place only when all of them verified from that one source.
+//! What a pull did is its returned `Report` (`report.rs`), which `main` prints.
 
 use std::collections::HashSet;
 use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::cli::{Args, Mode, Output};
-use crate::content::digest::Digest;
+use crate::cli::{Mode, Output};
+use crate::content::digest::{Digest, Verifier};
 use crate::content::manifest::{Descriptor, Manifest};
+use crate::deliver::{settle, Cache, Deliver, Origin, Sink, Stream};
+use crate::disk::fresh::{self, Found};
 use crate::disk::layout::Layout;
+use crate::disk::partial::{self, Partial, Stage};
 use crate::disk::paths;
-use crate::disk::store::{self, Outcome};
 use crate::error::{Error, Result};
-use crate::fetch::{Fetch, From};
 use crate::net::mirrors::Source;
 use crate::net::registry::Client;
-use crate::progress::{self, human_size, Progress};
+use crate::progress::{human_size, Progress};
 use crate::reference::{Place, Reference, Repository, Target, DEFAULT_TAG};
+use crate::settings::Job;
 
 pub use crate::report::{File, Report, Status};
 
-/// Does what `args` asks for one reference, from the first of its sources (mirrors, then
-/// the registry, see `mirrors.rs`) that can. A mirror that fails in any way that is about
-/// what it served (unreachable, 404, 5xx, a wrong byte) is noted and the next source tried;
-/// the registry's own failure is the result. Bytes already on stdout cannot be taken back,
-/// so once a blob streams there, its failure is final. `cache`, when given, keeps every
-/// manifest and blob verified, and serves blobs it already holds.
+/// Does what `job` asks for one reference, from the first of its sources (mirrors, then the
+/// registry, see `net/mirrors.rs`) that can. A mirror that fails in a way that is about what
+/// it served (`Error::is_source_failure`) is noted, everything it left is removed, and the
+/// next source is tried; the last source's failure is the result. `cache`, when given,
+/// keeps every manifest and blob verified, and serves blobs it already holds.
 pub fn run(
     client: &mut Client,
     reference: &Reference,
     sources: &[Source],
-    cache: Option<&Layout>,
-    args: &Args,
+    cache: Option<&Cache>,
+    job: &Job,
     progress: &mut Progress,
-    report: &mut Report,
-) -> Result<()> {
+) -> (Report, Result<()>) {
     if let Place::Layout(path) = reference.place() {
-        let layout = Layout::open(path)?;
-        return run_from(
+        let layout = match Layout::open(path) {
+            Ok(layout) => layout,
+            Err(e) => return (Report::default(), Err(e)),
+        };
+        let mut deliver = Deliver {
             client,
-            reference,
-            From::Layout(&layout),
-            None,
-            args,
+            origin: Origin::Layout(&layout),
+            cache: None,
             progress,
-            report,
-        );
+        };
+        return attempt(&mut deliver, reference, job, false);
     }
     for (i, source) in sources.iter().enumerate() {
-        *report = Report::default();
-        let from = From::Registry(&source.repository);
-        let result = run_from(client, reference, from, cache, args, progress, report);
-        match result {
-            Err(e)
-                if source.mirror
-                    && i + 1 < sources.len()
-                    && e.is_source_failure()
-                    && !report.streamed =>
-            {
-                if !args.quiet {
-                    progress::note(format_args!(
-                        "mirror {}: {e}; trying {}",
-                        source.repository.name(),
-                        sources[i + 1].repository.name()
-                    ));
-                }
-            }
-            result => return result,
+        let next = sources.get(i + 1).filter(|_| source.mirror);
+        let mut deliver = Deliver {
+            client,
+            origin: Origin::Registry(&source.repository),
+            cache,
+            progress,
+        };
+        let (report, result) = attempt(&mut deliver, reference, job, next.is_some());
+        match (result, next) {
+            (Err(e), Some(next)) if e.is_source_failure() => progress.note(format_args!(
+                "mirror {}: {e}; trying {}",
+                source.repository.name(),
+                next.repository.name()
+            )),
+            (result, _) => return (report, result),
         }
     }
-    Err(Error::Usage("no source to fetch from".into()))
+    (
+        Report::default(),
+        Err(Error::Usage("no source to fetch from".into())),
+    )
 }
 
-/// `run` for one source.
-fn run_from(
-    client: &mut Client,
+/// `run` for one source. `fallback`: another source comes after this one, so a failure that
+/// is this source's leaves nothing of it behind.
+fn attempt(
+    d: &mut Deliver,
     reference: &Reference,
-    from: From,
-    cache: Option<&Layout>,
-    args: &Args,
-    progress: &mut Progress,
-    report: &mut Report,
-) -> Result<()> {
-    let name = reference.file_name();
-    let mut fetch = Fetch {
-        client,
-        from,
-        cache,
-    };
-    match (args.mode, reference.target()) {
-        (Mode::Tags, _) => {
-            report.tags = match from {
-                From::Registry(repo) => fetch.client.tags(repo)?,
-                From::Layout(layout) => layout.names()?,
-            };
-            Ok(())
-        }
-        (_, Target::Blob(digest)) => fetch_blob(&mut fetch, &name, digest, args, progress, report),
+    job: &Job,
+    fallback: bool,
+) -> (Report, Result<()>) {
+    let mut report = Report::default();
+    let result = match (job.mode, reference.target()) {
+        (Mode::Tags, _) => tags(d, &mut report),
+        (_, Target::Blob(digest)) => fetch_blob(d, reference, digest, job, fallback, &mut report),
         (_, Target::Tag(tag)) => {
-            match pull_package(&mut fetch, reference, tag, args, progress, report) {
-                Err(Error::NotFound(what)) if reference.tag_defaulted() => match from {
-                    From::Registry(repo) => Err(no_default_tag(fetch.client, repo, what)),
-                    From::Layout(_) => Err(Error::NotFound(what)),
+            match pull_package(d, reference, tag, job, fallback, &mut report) {
+                Err(Error::NotFound(what)) if reference.tag_defaulted() => match d.origin {
+                    Origin::Registry(repo) => Err(no_default_tag(d.client, repo, what)),
+                    Origin::Layout(_) => Err(Error::NotFound(what)),
                 },
                 other => other,
             }
         }
-        (_, Target::Manifest(digest)) => pull_package(
-            &mut fetch,
-            reference,
-            &digest.to_string(),
-            args,
-            progress,
-            report,
-        ),
-    }
+        (_, Target::Manifest(digest)) => {
+            let digest = digest.to_string();
+            pull_package(d, reference, &digest, job, fallback, &mut report)
+        }
+    };
+    (report, result)
+}
+
+fn tags(d: &mut Deliver, report: &mut Report) -> Result<()> {
+    report.tags = match d.origin {
+        Origin::Registry(repo) => d.client.tags(repo)?,
+        Origin::Layout(layout) => layout.names()?,
+    };
+    Ok(())
 }
 
 /// A reference without a tag (pkgforge's `ghcr_url`) found no `latest`: say so, and which
@@ -140,194 +134,307 @@ fn no_default_tag(client: &mut Client, repo: &Repository, what: String) -> Error
     ))
 }
 
-/// `oras blob fetch`: one blob, to a file named after the reference (`name`), or as `-o`
-/// says.
+/// `oras blob fetch`: one blob, to a file named after the reference, or as `-o` says.
 fn fetch_blob(
-    fetch: &mut Fetch,
-    name: &str,
+    d: &mut Deliver,
+    reference: &Reference,
     digest: &Digest,
-    args: &Args,
-    progress: &mut Progress,
+    job: &Job,
+    fallback: bool,
     report: &mut Report,
 ) -> Result<()> {
-    let target = match &args.output {
-        Some(Output::Stdout) => None,
-        Some(Output::Path(path)) if paths::names_directory(path) => Some(path.join(name)),
-        Some(Output::Path(path)) => Some(path.clone()),
-        None => Some(PathBuf::from(name)),
-    };
-    if args.mode == Mode::Fill {
-        let size = fetch.fill(digest, None, args.quiet, progress)?;
-        report.files.push(File {
-            title: None,
-            path: None,
-            size,
-            digest: digest.clone(),
-            media_type: None,
-            status: Status::Cached,
-        });
+    let name = reference.file_name();
+    if job.mode == Mode::Fill {
+        let size = d.fill(digest, None, &name)?;
+        report.files.push(File::cached(None, size, digest, None));
         return Ok(());
     }
-    report.streamed = target.is_none();
-    let outcome = write(fetch, digest, None, target.as_deref(), name, args, progress)?;
-    record(args, report, None, target, digest, None, outcome);
+    let target = match &job.output {
+        Some(Output::Stdout) => None,
+        Some(Output::Path(path)) if paths::names_directory(path) => Some(path.join(&name)),
+        Some(Output::Path(path)) => Some(path.clone()),
+        None => Some(PathBuf::from(&name)),
+    };
+    let (size, status) = match &target {
+        None => (stream(d, digest, None, &name, None)?, Status::Written),
+        // A FIFO, a device, `/dev/stdout` the user named: written into, never replaced.
+        Some(path) if paths::is_special(path) => {
+            (stream(d, digest, None, &name, Some(path))?, Status::Written)
+        }
+        Some(path) => {
+            let mut stage = Stage::default();
+            let status = into_file(d, path, digest, None, &name, &[], fallback, &mut stage)?;
+            stage.commit()?;
+            status
+        }
+    };
+    report.record(d.progress, None, target, digest, None, size, status);
     Ok(())
+}
+
+/// One blob to a stream: standard output, or the FIFO or device at `path`.
+fn stream(
+    d: &mut Deliver,
+    digest: &Digest,
+    size: Option<u64>,
+    name: &str,
+    path: Option<&Path>,
+) -> Result<u64> {
+    match path {
+        None => {
+            let stdout = io::stdout();
+            let mut out = stdout.lock();
+            d.blob(
+                digest,
+                size,
+                name,
+                &mut Sink::Stream(Stream::stdout(&mut out)),
+            )
+        }
+        Some(path) => {
+            let mut out = fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(Error::file(path))?;
+            d.blob(
+                digest,
+                size,
+                name,
+                &mut Sink::Stream(Stream::named(&mut out, path)),
+            )
+        }
+    }
+}
+
+/// One blob into a file at `path`: nothing when it already holds the blob, else delivered
+/// into its temporary file and staged in `stage`. `watch`: the package's other temporary
+/// files, which another ocidl may be filling (see `Partial::open`). `fallback`: another
+/// source comes next, so a failed file is not kept for a later run.
+#[allow(clippy::too_many_arguments)]
+fn into_file(
+    d: &mut Deliver,
+    path: &Path,
+    digest: &Digest,
+    size: Option<u64>,
+    name: &str,
+    watch: &[PathBuf],
+    fallback: bool,
+    stage: &mut Stage,
+) -> Result<(u64, Status)> {
+    // Checked before anything is created (a read-only directory with the right file in it
+    // is fine), and again once the temporary file is ours: another ocidl may have finished
+    // it while we waited.
+    if let Some(n) = partial::holds(path, digest, size)? {
+        return Ok((n, Status::UpToDate));
+    }
+    let mut partial = Partial::open(path, digest, watch, d.patience(), d.progress)?;
+    if let Some(n) = partial::holds(path, digest, size)? {
+        partial.discard();
+        return Ok((n, Status::UpToDate));
+    }
+    let delivered = d.blob(digest, size, name, &mut Sink::File(&mut partial));
+    let settled = match delivered {
+        Err(e) if fallback => {
+            partial.discard();
+            Err(e)
+        }
+        delivered => settle(partial, delivered),
+    };
+    let (staged, n) = settled?;
+    stage.push(staged);
+    Ok((n, Status::Written))
 }
 
 /// `oras pull`: every layer with a title (that `--include`/`--exclude` keep), written under
 /// that title in the output directory; or, with `--list`, only named.
 fn pull_package(
-    fetch: &mut Fetch,
+    d: &mut Deliver,
     reference: &Reference,
     tag: &str,
-    args: &Args,
-    progress: &mut Progress,
+    job: &Job,
+    fallback: bool,
     report: &mut Report,
 ) -> Result<()> {
-    let top = fetch.manifest(tag)?;
+    let top = d.manifest(tag)?;
     report.manifest = Some(top.digest.clone());
     let mut manifest = top.manifest.clone();
     if let Manifest::Index { manifests } = &manifest {
-        let chosen = args.platform.select(manifests)?.digest.to_string();
-        manifest = fetch.manifest(&chosen)?.manifest;
+        let chosen = job.platform.select(manifests)?.digest.to_string();
+        manifest = d.manifest(&chosen)?.manifest;
     }
     let Manifest::Image { config, layers } = manifest else {
         return Err(Error::BadManifest(
             "an index whose entry is another index".into(),
         ));
     };
-    let chosen = choose(&layers, args)?;
-
-    if args.mode == Mode::List {
-        // The pin is in `--json`'s document; in text, a note beside the listing.
-        if !args.quiet && !args.json && tag.parse::<Digest>().is_err() {
-            let name = reference.name();
-            progress::note(format_args!(
-                "{name} is manifest {} (pin it: {name}@{})",
-                top.digest, top.digest
-            ));
-        }
-        for layer in chosen {
-            report.files.push(File::named(layer, Status::Listed));
-        }
-        return Ok(());
-    }
-
-    // A cache is a layout others read (skopeo wants the config): it gets the config too.
-    if let (Some(config), Some(_), From::Registry(_), Mode::Pull | Mode::Fill) =
-        (&config, fetch.cache, fetch.from, args.mode)
-    {
-        fetch.fill(
-            &config.digest,
-            Some(config.size),
-            true,
-            &mut Progress::with(false),
-        )?;
-    }
-    if args.mode == Mode::Fill {
-        for layer in chosen {
-            fetch.fill(&layer.digest, Some(layer.size), args.quiet, progress)?;
-            if !args.quiet {
-                progress::note(format_args!(
-                    "{}  {}  {}  cached",
-                    layer.title.as_deref().unwrap_or("-"),
-                    human_size(layer.size),
-                    layer.digest.brief()
-                ));
-            }
-            report.files.push(File::named(layer, Status::Cached));
-        }
-        if let Some(cache) = fetch.cache {
-            cache.record(&reference.name(), &top, fetch.client.timeout())?;
-        }
-        return Ok(());
-    }
-    let root = match &args.output {
+    let chosen = choose(&layers, job, d.progress)?;
+    let root = match &job.output {
         Some(Output::Path(path)) => path.as_path(),
         _ => Path::new("."),
     };
-    if args.output == Some(Output::Stdout) && chosen.len() != 1 {
-        let titles: Vec<&str> = chosen.iter().filter_map(|l| l.title.as_deref()).collect();
-        return Err(Error::NotOneFile(titles.join(", ")));
+    match job.mode {
+        Mode::List => {
+            // The pin is in `--json`'s document; in text, a note beside the listing.
+            if !job.json && tag.parse::<Digest>().is_err() {
+                let name = reference.name();
+                d.progress.note(format_args!(
+                    "{name} is manifest {} (pin it: {name}@{})",
+                    top.digest, top.digest
+                ));
+            }
+            report.files = chosen
+                .iter()
+                .map(|l| File::named(l, Status::Listed))
+                .collect();
+            return Ok(());
+        }
+        Mode::Verify => return verify(root, &chosen, report),
+        Mode::Fill => {
+            if let Some(config) = &config {
+                d.fill(&config.digest, Some(config.size), "config")?;
+            }
+            for layer in chosen {
+                let title = layer.title.as_deref().unwrap_or("-");
+                d.fill(&layer.digest, Some(layer.size), title)?;
+                d.progress.note(format_args!(
+                    "{title}  {}  {}  cached",
+                    human_size(layer.size),
+                    layer.digest.brief()
+                ));
+                report.files.push(File::named(layer, Status::Cached));
+            }
+            return d.record(&reference.name(), &top, &[]);
+        }
+        Mode::Pull | Mode::Tags => {}
     }
-    if args.mode == Mode::Verify {
-        return verify(root, &chosen, report);
-    }
-    // Every path is decided before the first download, so one bad title writes nothing.
-    if args.output != Some(Output::Stdout) {
-        fs::create_dir_all(root).map_err(Error::file(root))?;
+    // A cache is a layout others read (skopeo wants the config): it gets the config too,
+    // but the files do not need it, so failing to get it is only a note.
+    if let (Some(config), Some(_)) = (&config, d.cache) {
+        let mut quiet = Progress::silent();
+        let mut fill = Deliver {
+            client: &mut *d.client,
+            origin: d.origin,
+            cache: d.cache,
+            progress: &mut quiet,
+        };
+        if let Err(e) = fill.fill(&config.digest, Some(config.size), "config") {
+            d.progress
+                .note(format_args!("cache: the package's config: {e}"));
+        }
     }
     let titles: Vec<&str> = chosen
         .iter()
         .map(|l| l.title.as_deref().unwrap_or_default())
         .collect();
-    let paths: Vec<Option<PathBuf>> = match args.output {
-        Some(Output::Stdout) => {
-            titles
-                .iter()
-                .try_for_each(|title| paths::plain_text(title))?;
-            vec![None; chosen.len()]
-        }
-        _ => paths::plan(root, &titles)?.into_iter().map(Some).collect(),
-    };
-    report.streamed = args.output == Some(Output::Stdout);
-    for ((path, layer), title) in paths.into_iter().zip(chosen).zip(titles) {
-        let size = Some(layer.size);
-        let outcome = write(
-            fetch,
-            &layer.digest,
-            size,
-            path.as_deref(),
-            title,
-            args,
-            progress,
-        )
-        .map_err(|e| Error::Layer {
-            title: title.to_string(),
-            source: Box::new(e),
+    if job.output == Some(Output::Stdout) {
+        let [layer] = chosen[..] else {
+            return Err(Error::NotOneFile(titles.join(", ")));
+        };
+        paths::plain_text(titles[0])?;
+        let size = stream(d, &layer.digest, Some(layer.size), titles[0], None).map_err(|e| {
+            Error::Layer {
+                title: titles[0].to_string(),
+                source: Box::new(e),
+            }
         })?;
-        record(
-            args,
-            report,
-            Some(title),
+        let title = Some(titles[0]);
+        let media_type = Some(&layer.media_type);
+        report.record(
+            d.progress,
+            title,
+            None,
+            &layer.digest,
+            media_type,
+            size,
+            Status::Written,
+        );
+        return Ok(());
+    }
+    // Every path is decided before the first blob is asked for, so one bad title writes
+    // nothing; every file is staged, and renamed into place only once all of them verified.
+    let paths = paths::plan(root, &titles)?;
+    let watch: Vec<PathBuf> = paths
+        .iter()
+        .zip(&chosen)
+        .map(|(path, layer)| paths::partial_path(path, &layer.digest))
+        .collect();
+    let mut stage = Stage::default();
+    let mut done = Vec::new();
+    for ((path, layer), title) in paths.iter().zip(&chosen).zip(&titles) {
+        let size = Some(layer.size);
+        let delivered = into_file(
+            d,
             path,
             &layer.digest,
-            Some(&layer.media_type),
-            outcome,
+            size,
+            title,
+            &watch,
+            fallback,
+            &mut stage,
+        );
+        match delivered {
+            Ok(outcome) => done.push(outcome),
+            Err(e) => {
+                // The files staged so far are kept for the next run only when it can
+                // resume them: after a network failure of this, the last, source.
+                if fallback || !e.is_transient() {
+                    stage.discard();
+                }
+                return Err(Error::Layer {
+                    title: title.to_string(),
+                    source: Box::new(e),
+                });
+            }
+        }
+    }
+    stage.commit()?;
+    for (((path, layer), title), (size, status)) in
+        paths.into_iter().zip(&chosen).zip(&titles).zip(done)
+    {
+        let media_type = Some(&layer.media_type);
+        report.record(
+            d.progress,
+            Some(title),
+            Some(path),
+            &layer.digest,
+            media_type,
+            size,
+            status,
         );
     }
     // The cache now holds the package whole: name it there, as skopeo's oci:DIR:NAME reads.
-    if let (Some(cache), From::Registry(_)) = (fetch.cache, fetch.from) {
-        cache.record(&reference.name(), &top, fetch.client.timeout())?;
+    if let Origin::Registry(_) = d.origin {
+        d.record(&reference.name(), &top, &[])?;
     }
     Ok(())
 }
 
 /// `--verify`: whether each file in `root` holds its layer's content, read from the disk
-/// alone (no blob is requested). Any file that is not intact makes it a failure.
+/// alone (no blob is requested). Paths are planned as for a pull, whether or not `root`
+/// exists, so no title leads anywhere else; what is not a regular file is `different`.
 fn verify(root: &Path, chosen: &[&Descriptor], report: &mut Report) -> Result<()> {
     let titles: Vec<&str> = chosen
         .iter()
         .map(|l| l.title.as_deref().unwrap_or_default())
         .collect();
-    // A directory that is not there holds nothing: every file is missing.
-    let paths = match root.is_dir() {
-        true => paths::plan(root, &titles)?,
-        false => titles.iter().map(|t| root.join(t)).collect(),
-    };
-    for (path, layer) in paths.into_iter().zip(chosen) {
-        let status = match store::holds(&path, &layer.digest, Some(layer.size))? {
-            Some(_) => Status::Intact,
-            None if fs::symlink_metadata(&path).is_ok() => Status::Different,
-            None => Status::Missing,
+    for (path, layer) in paths::plan(root, &titles)?.into_iter().zip(chosen) {
+        let status = match fresh::open_regular(&path).map_err(Error::file(&path))? {
+            Found::Missing => Status::Missing,
+            Found::Other => Status::Different,
+            Found::File(mut file, _) => {
+                let mut verifier = Verifier::new(&layer.digest, Some(layer.size));
+                let fed = partial::feed(&mut file, &path, &mut verifier);
+                match fed.and_then(|()| verifier.finish()) {
+                    Ok(_) => Status::Intact,
+                    Err(Error::File { path, cause }) => return Err(Error::File { path, cause }),
+                    Err(_) => Status::Different,
+                }
+            }
         };
         report.files.push(File {
-            title: layer.title.clone(),
             path: Some(path),
-            size: layer.size,
-            digest: layer.digest.clone(),
-            media_type: Some(layer.media_type.clone()),
             status,
+            ..File::named(layer, status)
         });
     }
     let bad = report
@@ -345,13 +452,17 @@ fn verify(root: &Path, chosen: &[&Descriptor], report: &mut Report) -> Result<()
 }
 
 /// The titled layers that `--include` and `--exclude` keep; untitled ones are noted.
-fn choose<'a>(layers: &'a [Descriptor], args: &Args) -> Result<Vec<&'a Descriptor>> {
+fn choose<'a>(
+    layers: &'a [Descriptor],
+    job: &Job,
+    progress: &Progress,
+) -> Result<Vec<&'a Descriptor>> {
     let mut chosen = Vec::new();
     let mut titles = HashSet::new();
     for layer in layers {
         let Some(title) = &layer.title else {
-            if !args.quiet && args.mode == Mode::Pull {
-                progress::note(format_args!(
+            if job.mode == Mode::Pull {
+                progress.note(format_args!(
                     "skipped layer {} ({} bytes): it has no title",
                     layer.digest, layer.size
                 ));
@@ -361,7 +472,7 @@ fn choose<'a>(layers: &'a [Descriptor], args: &Args) -> Result<Vec<&'a Descripto
         if !titles.insert(title.as_str()) {
             return Err(Error::DuplicateTitle(title.clone()));
         }
-        if args.wants(title) {
+        if job.wants(title) {
             chosen.push(layer);
         }
     }
@@ -376,64 +487,4 @@ fn choose<'a>(layers: &'a [Descriptor], args: &Args) -> Result<Vec<&'a Descripto
         return Err(Error::NoMatch(all.join(", ")));
     }
     Ok(chosen)
-}
-
-/// Delivers one blob to `target`, or to stdout when there is none, with progress.
-fn write(
-    fetch: &mut Fetch,
-    digest: &Digest,
-    size: Option<u64>,
-    target: Option<&Path>,
-    name: &str,
-    args: &Args,
-    progress: &mut Progress,
-) -> Result<Outcome> {
-    progress.start(name, size);
-    let outcome = fetch.blob(digest, size, target, args.quiet, progress);
-    let bytes = match &outcome {
-        Ok(Outcome::Written(n)) => *n,
-        _ => 0,
-    };
-    progress.end(bytes);
-    outcome
-}
-
-/// Prints the status line (on stderr: stdout is for data) and adds the file to the report.
-fn record(
-    args: &Args,
-    report: &mut Report,
-    title: Option<&str>,
-    path: Option<PathBuf>,
-    digest: &Digest,
-    media_type: Option<&String>,
-    outcome: Outcome,
-) {
-    let (size, up_to_date) = match outcome {
-        Outcome::Written(n) => (n, false),
-        Outcome::UpToDate(n) => (n, true),
-    };
-    let status = match up_to_date {
-        true => Status::UpToDate,
-        false => Status::Written,
-    };
-    if !args.quiet {
-        let shown = match &path {
-            Some(p) => p.strip_prefix(".").unwrap_or(p).display().to_string(),
-            None => "(stdout)".to_string(),
-        };
-        let note = if up_to_date { "  up to date" } else { "" };
-        progress::note(format_args!(
-            "{shown}  {}  {}{note}",
-            human_size(size),
-            digest.brief()
-        ));
-    }
-    report.files.push(File {
-        title: title.map(str::to_string),
-        path,
-        size,
-        digest: digest.clone(),
-        media_type: media_type.cloned(),
-        status,
-    });
 }

@@ -10,6 +10,7 @@ use crate::cli::Mode;
 use crate::content::digest::Digest;
 use crate::content::manifest::Descriptor;
 use crate::error::Error;
+use crate::progress::{human_size, Progress};
 use crate::reference::Reference;
 use crate::text::escape;
 
@@ -18,8 +19,6 @@ use crate::text::escape;
 pub struct Report {
     pub files: Vec<File>,
     pub tags: Vec<String>,
-    /// A blob began to stream to stdout, so its bytes cannot be taken back.
-    pub streamed: bool,
     /// The digest of the manifest (or index) the reference resolved to: what pins it.
     pub manifest: Option<Digest>,
 }
@@ -67,6 +66,42 @@ impl Status {
 }
 
 impl Report {
+    /// A file delivered (written, or found up to date): its status line (on stderr: stdout
+    /// is for data), and its entry.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record(
+        &mut self,
+        progress: &Progress,
+        title: Option<&str>,
+        path: Option<PathBuf>,
+        digest: &Digest,
+        media_type: Option<&String>,
+        size: u64,
+        status: Status,
+    ) {
+        let shown = match &path {
+            Some(p) => p.strip_prefix(".").unwrap_or(p).display().to_string(),
+            None => "(stdout)".to_string(),
+        };
+        let note = match status {
+            Status::UpToDate => "  up to date",
+            _ => "",
+        };
+        progress.note(format_args!(
+            "{shown}  {}  {}{note}",
+            human_size(size),
+            digest.brief()
+        ));
+        self.files.push(File {
+            title: title.map(str::to_string),
+            path,
+            size,
+            digest: digest.clone(),
+            media_type: media_type.cloned(),
+            status,
+        });
+    }
+
     /// One reference's part of the `--json` document.
     pub fn to_json(&self, reference: &Reference, mode: Mode, error: Option<&Error>) -> Value {
         let mut doc = json!({ "reference": reference.to_string(), "name": reference.name() });
@@ -122,6 +157,23 @@ impl File {
             digest: layer.digest.clone(),
             media_type: Some(layer.media_type.clone()),
             status,
+        }
+    }
+
+    /// A blob fetched into the cache alone (`--cache-only`).
+    pub fn cached(
+        title: Option<&str>,
+        size: u64,
+        digest: &Digest,
+        media_type: Option<&String>,
+    ) -> File {
+        File {
+            title: title.map(str::to_string),
+            path: None,
+            size,
+            digest: digest.clone(),
+            media_type: media_type.cloned(),
+            status: Status::Cached,
         }
     }
 

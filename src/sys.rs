@@ -1,7 +1,7 @@
 //! What std cannot do, and the only `unsafe` in ocidl: catching Ctrl-C (and stopping a
-//! credential helper with us), starting disk writeback early, and reading a pipe without
-//! blocking. The design card allows no crate for these (no libc), so the C functions are
-//! declared here, each call commented with why it is sound.
+//! credential helper with us), starting disk writeback early, reading a pipe without
+//! blocking, and asking who we run as. The design card allows no crate for these (no libc),
+//! so the C functions are declared here, each call commented with why it is sound.
 
 #![allow(unsafe_code)]
 
@@ -17,6 +17,20 @@ const SIGTERM: c_int = 15;
 const F_GETFL: c_int = 3;
 const F_SETFL: c_int = 4;
 pub const O_NONBLOCK: c_int = 0o4000;
+/// open(2) fails on a symlink instead of following it. Its value is one of the few that
+/// differ between Linux architectures: arm and arm64 (and powerpc) have their own.
+#[cfg(any(
+    target_arch = "arm",
+    target_arch = "aarch64",
+    target_arch = "powerpc64"
+))]
+pub const O_NOFOLLOW: c_int = 0o100000;
+#[cfg(not(any(
+    target_arch = "arm",
+    target_arch = "aarch64",
+    target_arch = "powerpc64"
+)))]
+pub const O_NOFOLLOW: c_int = 0o400000;
 /// Start writing the range's dirty pages; do not wait (sync_file_range(2)).
 const SYNC_FILE_RANGE_WRITE: u32 = 2;
 
@@ -27,6 +41,13 @@ extern "C" {
     fn sync_file_range(fd: c_int, offset: i64, nbytes: i64, flags: u32) -> c_int;
     fn kill(pid: c_int, signal: c_int) -> c_int;
     fn fcntl(fd: c_int, command: c_int, ...) -> c_int;
+    fn getuid() -> u32;
+}
+
+/// The user ocidl runs as: a partial file is resumed only when it is theirs.
+pub fn uid() -> u32 {
+    // SAFETY: getuid(2) takes nothing, always succeeds and touches no memory of ours.
+    unsafe { getuid() }
 }
 
 /// The credential helper running now, if any (0: none): a signal that stops ocidl stops it

@@ -345,7 +345,7 @@ fn a_lock_held_without_progress_is_given_up() {
     );
     let line = out.assert_error(
         1,
-        "another ocidl holds this file and wrote nothing to it for 1 s",
+        "another ocidl holds this file and made no progress for 1 s",
     );
     assert!(
         line.contains(&path.file_name().unwrap().to_string_lossy().to_string()),

@@ -184,7 +184,7 @@ fn a_filled_layout_installs_offline() {
     bytes[0] ^= 1;
     fs::write(&tool, &bytes).unwrap();
     let out = ocidl(tmp.path()).args([&layout, "-o", "bad"]).run();
-    out.assert_error(1, "not found");
+    out.assert_error(1, "digest mismatch");
     assert!(!tmp.join("bad/tool").exists());
     let missing = ocidl(tmp.path()).args(["oci:usb:v9", "-o", "x"]).run();
     missing.assert_error(1, "no manifest named \"v9\"");

@@ -88,7 +88,7 @@ fn spellings_of_one_path_are_refused() {
             second,
             &format!("names the same file as '{first}'"),
         );
-        assert_tree(tmp.path(), &["out"]);
+        assert_tree(tmp.path(), &[]);
     }
 }
 
@@ -125,7 +125,7 @@ fn a_title_naming_another_layers_temporary_file_is_refused() {
             refused,
             "ends in .ocidl-partial, the suffix of ocidl's temporary files",
         );
-        assert_tree(tmp.path(), &["out"]);
+        assert_tree(tmp.path(), &[]);
     }
 }
 
@@ -146,7 +146,7 @@ fn a_title_that_is_another_titles_directory_is_refused() {
             refused,
             &format!("needs '{needed}', a file of the package, to be a directory"),
         );
-        assert_tree(tmp.path(), &["out"]);
+        assert_tree(tmp.path(), &[]);
     }
 }
 
@@ -162,7 +162,7 @@ fn a_title_ending_in_a_slash_is_refused() {
             title,
             "ends in '/', so it names a directory, not a file",
         );
-        assert_tree(tmp.path(), &["out"]);
+        assert_tree(tmp.path(), &[]);
     }
 }
 
@@ -299,7 +299,7 @@ fn names_longer_than_255_bytes_are_refused() {
         let server = serve(&layers(&["tool", &title]));
         let out = pull(&tmp, &server);
         assert_refused(&out, &server, &title, "has a name longer than 255 bytes");
-        assert_tree(tmp.path(), &["out"]);
+        assert_tree(tmp.path(), &[]);
     }
 }
 
@@ -360,7 +360,7 @@ fn titles_with_control_or_bidirectional_characters_are_refused() {
                 out.stderr
             );
             assert_eq!(blob_requests(&server), Vec::<String>::new(), "{title:?}");
-            assert_tree(tmp.path(), &["out"]);
+            assert_tree(tmp.path(), &[]);
         }
     }
 }

@@ -3,23 +3,24 @@
 //! transport and oras's `--oci-layout` read and write the same directories.
 //!
 //! Nothing in a layout is trusted more than a registry: every manifest and blob read from one
-//! is verified against its digest, and a cache entry that does not verify is removed and
-//! fetched again, never installed. Writers never corrupt it for each other: a blob arrives
-//! through a locked temporary file and a rename (`store::Partial`), a manifest through a
-//! temporary file and a rename, and `index.json` is rewritten under a lock, whole, by rename.
+//! is verified against its digest (`deliver`), and every path in it is looked at without
+//! following symlinks: in a cache, what is not a regular file is removed, never followed. What
+//! ocidl writes there it makes fresh: a blob through a locked `Partial` and a rename, a
+//! manifest and `index.json` through a new temporary file and a rename; `index.json` is
+//! rewritten under a lock, keeping whatever ocidl does not know in it.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
-use crate::content::digest::{Digest, Verifier};
+use crate::content::digest::Digest;
 use crate::content::manifest::{self, Fetched};
-use crate::disk::store::{self, Outcome, Partial};
+use crate::disk::fresh::{self, Found};
 use crate::error::{Error, Result};
 use crate::sys;
 
@@ -27,6 +28,10 @@ use crate::sys;
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 const LAYOUT_FILE: &str = "oci-layout";
 const LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
+const INDEX: &str = "index.json";
+/// `index.json` is read up to this, like a manifest; ocidl keeps its own under it by
+/// forgetting the oldest names first.
+const INDEX_MAX: u64 = manifest::MAX_SIZE;
 
 pub struct Layout {
     root: PathBuf,
@@ -35,37 +40,67 @@ pub struct Layout {
     writable: bool,
 }
 
+/// A blob a layout holds: a regular file, open, and its length.
+pub struct Entry {
+    pub file: File,
+    pub len: u64,
+    pub path: PathBuf,
+}
+
 impl Layout {
     /// A layout to read from: it must be one.
     pub fn open(root: &Path) -> Result<Layout> {
-        if !root.join(LAYOUT_FILE).is_file() {
-            return Err(Error::File {
+        match fresh::open_regular(&root.join(LAYOUT_FILE)) {
+            Ok(Found::File(..)) => Ok(Layout {
+                root: root.to_path_buf(),
+                writable: false,
+            }),
+            _ => Err(Error::File {
                 path: root.to_path_buf(),
                 cause: io::Error::other("not an OCI image layout (no oci-layout file)"),
-            });
+            }),
         }
-        Ok(Layout {
-            root: root.to_path_buf(),
-            writable: false,
-        })
     }
 
-    /// A layout to fill (the cache), made when missing.
+    /// A layout to fill (the cache), made when missing. A directory that holds something
+    /// else is not taken over: it is refused.
     pub fn create(root: &Path) -> Result<Layout> {
-        let blobs = root.join("blobs");
-        fs::create_dir_all(&blobs).map_err(Error::file(&blobs))?;
         let layout = Layout {
             root: root.to_path_buf(),
             writable: true,
         };
-        if !root.join(LAYOUT_FILE).is_file() {
-            layout.write_atomically(&root.join(LAYOUT_FILE), LAYOUT.as_bytes())?;
+        let marker = root.join(LAYOUT_FILE);
+        match fresh::open_regular(&marker).map_err(Error::file(&marker))? {
+            Found::File(..) => {}
+            Found::Other => {
+                return Err(Error::File {
+                    path: marker,
+                    cause: io::Error::other("not a regular file"),
+                })
+            }
+            Found::Missing => {
+                let empty = fs::read_dir(root).map_or(true, |mut d| d.next().is_none());
+                if !empty {
+                    return Err(Error::File {
+                        path: root.to_path_buf(),
+                        cause: io::Error::other(
+                            "not an OCI image layout (no oci-layout file) and not empty",
+                        ),
+                    });
+                }
+                fs::create_dir_all(root).map_err(Error::file(root))?;
+                layout.write_atomically(&marker, LAYOUT.as_bytes())?;
+            }
         }
         Ok(layout)
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    pub fn writable(&self) -> bool {
+        self.writable
     }
 
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
@@ -84,7 +119,8 @@ impl Layout {
             Err(_) => self.resolve(reference)?,
         };
         let path = self.blob_path(&digest);
-        let bytes = read_capped(&path, manifest::MAX_SIZE)?;
+        let bytes = fresh::read_capped(&path, manifest::MAX_SIZE, "the manifest")?
+            .ok_or_else(|| Error::NotFound(format!("manifest {digest} in the layout")))?;
         let actual = digest.algorithm().of(&bytes);
         if actual != digest {
             return Err(Error::DigestMismatch {
@@ -98,10 +134,40 @@ impl Layout {
     /// The names recorded in `index.json`, for `--tags`.
     pub fn names(&self) -> Result<Vec<String>> {
         Ok(self
-            .index()?
+            .manifests()?
             .iter()
             .filter_map(|m| ref_name(m).map(str::to_string))
             .collect())
+    }
+
+    /// The blob `digest` when the layout holds it as a regular file. In a cache, anything
+    /// else under its name (a symlink, a FIFO, a directory) is removed and the blob counts as
+    /// missing; a layout ocidl only reads says what is wrong.
+    pub fn entry(&self, digest: &Digest) -> Result<Option<Entry>> {
+        let path = self.blob_path(digest);
+        match fresh::open_regular(&path).map_err(Error::file(&path))? {
+            Found::File(file, meta) => Ok(Some(Entry {
+                file,
+                len: meta.len(),
+                path,
+            })),
+            Found::Missing => Ok(None),
+            Found::Other if self.writable => {
+                fresh::clear(&path).map_err(Error::file(&path))?;
+                Ok(None)
+            }
+            Found::Other => Err(Error::File {
+                path,
+                cause: io::Error::other("not a regular file"),
+            }),
+        }
+    }
+
+    /// Removes a cache's blob that did not verify, so the next run fetches it again.
+    pub fn forget(&self, digest: &Digest) {
+        if self.writable {
+            let _ = fresh::clear(&self.blob_path(digest));
+        }
     }
 
     /// Keeps a verified manifest, so the layout holds what its files came from; a copy that
@@ -109,179 +175,153 @@ impl Layout {
     pub fn keep_manifest(&self, fetched: &Fetched) -> Result<()> {
         let path = self.blob_path(&fetched.digest);
         let limit = fetched.bytes.len() as u64;
-        if read_capped(&path, limit).is_ok_and(|held| held == fetched.bytes) {
+        if fresh::read_capped(&path, limit, "the manifest")
+            .is_ok_and(|held| held.as_ref() == Some(&fetched.bytes))
+        {
             return Ok(());
         }
         self.write_atomically(&path, &fetched.bytes)
     }
 
     /// Records `name` in `index.json` as the manifest `fetched`, replacing what the name
-    /// meant before. Read, changed and written back under a lock, by rename; another
-    /// process's hold on the lock is waited out for `patience` at most.
-    pub fn record(&self, name: &str, fetched: &Fetched, patience: Duration) -> Result<()> {
-        let lock_path = self.root.join("index.json.lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(Error::file(&lock_path))?;
+    /// meant before, with `annotations` beside the name. Read, changed and written back under
+    /// a lock, by rename; another process's hold on the lock is waited out for `patience` at
+    /// most. An `index.json` that cannot be read is started afresh (said in the returned
+    /// note); one that would pass `INDEX_MAX` loses its oldest names.
+    pub fn record(
+        &self,
+        name: &str,
+        fetched: &Fetched,
+        annotations: &[(&str, &str)],
+        patience: Duration,
+    ) -> Result<Option<String>> {
+        let _lock = self.lock(patience)?;
+        let mut note = None;
+        let mut index = match self.index() {
+            Ok(Some(index)) => index,
+            Ok(None) => Map::new(),
+            Err(e) => {
+                note = Some(format!("{e}; it is written afresh"));
+                Map::new()
+            }
+        };
+        let mut manifests = match index.remove("manifests") {
+            Some(Value::Array(manifests)) => manifests,
+            _ => Vec::new(),
+        };
+        manifests.retain(|m| ref_name(m) != Some(name));
+        let mut names = Map::new();
+        names.insert(REF_NAME.into(), name.into());
+        for (key, value) in annotations {
+            names.insert(key.to_string(), json!(value));
+        }
+        manifests.push(json!({
+            "mediaType": fetched.media_type,
+            "digest": fetched.digest.to_string(),
+            "size": fetched.bytes.len(),
+            "annotations": names,
+        }));
+        // The oldest names go first when the index would pass what a reader takes.
+        let rest = serde_json::to_vec(&index).map_or(0, |v| v.len());
+        let mut room = (INDEX_MAX as usize).saturating_sub(1024 + rest);
+        let sizes: Vec<usize> = manifests
+            .iter()
+            .map(|m| serde_json::to_vec_pretty(m).map_or(0, |v| v.len() + 8))
+            .collect();
+        let mut keep = manifests.len();
+        for size in sizes.iter().rev() {
+            if *size > room {
+                break;
+            }
+            room -= size;
+            keep -= 1;
+        }
+        manifests.drain(..keep);
+        index.insert("schemaVersion".into(), json!(2));
+        index
+            .entry("mediaType")
+            .or_insert_with(|| json!(manifest::OCI_INDEX));
+        index.insert("manifests".into(), Value::Array(manifests));
+        let path = self.root.join(INDEX);
+        let text = serde_json::to_vec_pretty(&index).map_err(|e| Error::file(&path)(e.into()))?;
+        self.write_atomically(&path, &text)?;
+        Ok(note)
+    }
+
+    /// Takes `index.json.lock`, waiting `patience` at most for another process to let go.
+    fn lock(&self, patience: Duration) -> Result<File> {
+        let path = self.root.join("index.json.lock");
+        let open = || {
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .custom_flags(sys::O_NOFOLLOW | sys::O_NONBLOCK)
+                .open(&path)
+        };
+        // Whatever is not a regular file there (a symlink, a FIFO) is removed, not used.
+        let lock = match open() {
+            Ok(file) if file.metadata().is_ok_and(|m| m.is_file()) => file,
+            _ => {
+                fresh::clear(&path).map_err(Error::file(&path))?;
+                open().map_err(Error::file(&path))?
+            }
+        };
         let until = Instant::now() + patience;
         loop {
             match lock.try_lock() {
-                Ok(()) => break,
+                Ok(()) => return Ok(lock),
                 Err(fs::TryLockError::WouldBlock) if Instant::now() < until => {
                     std::thread::sleep(Duration::from_millis(20))
                 }
                 Err(fs::TryLockError::WouldBlock) => {
                     return Err(Error::File {
-                        path: lock_path,
+                        path,
                         cause: io::Error::other(format!(
                             "another process has held it for {} s; giving up",
                             patience.as_secs()
                         )),
                     })
                 }
-                Err(fs::TryLockError::Error(e)) => return Err(Error::file(&lock_path)(e)),
+                Err(fs::TryLockError::Error(e)) => return Err(Error::file(&path)(e)),
             }
         }
-        let mut manifests = self.index()?;
-        manifests.retain(|m| ref_name(m) != Some(name));
-        manifests.push(json!({
-            "mediaType": fetched.media_type,
-            "digest": fetched.digest.to_string(),
-            "size": fetched.bytes.len(),
-            "annotations": { REF_NAME: name },
-        }));
-        let index = json!({
-            "schemaVersion": 2,
-            "mediaType": manifest::OCI_INDEX,
-            "manifests": manifests,
-        });
-        let text = serde_json::to_vec_pretty(&index).map_err(io::Error::other);
-        let text = text.map_err(Error::file(self.root.join("index.json")))?;
-        self.write_atomically(&self.root.join("index.json"), &text)
     }
 
-    /// Copies the blob to `target` (the kernel makes it a reflink where the file system
-    /// can) through a temporary file, verifies the copy and renames it into place. `None`
-    /// when the layout does not hold the blob, or held a wrong one (which a cache then
-    /// removes). A blob of another size than the descriptor says is not this content, but
-    /// not removed either: the descriptor may be the wrong one.
-    pub fn copy_out(
-        &self,
-        digest: &Digest,
-        size: Option<u64>,
-        target: &Path,
-        quiet: bool,
-        patience: Duration,
-    ) -> Result<Option<Outcome>> {
-        let Some((mut source, len)) = self.open_blob(digest)? else {
+    /// `index.json` as a JSON object, when there is one.
+    fn index(&self) -> Result<Option<Map<String, Value>>> {
+        let path = self.root.join(INDEX);
+        let Some(bytes) = fresh::read_capped(&path, INDEX_MAX, "the layout's index")? else {
             return Ok(None);
         };
-        if size.is_some_and(|s| s != len) {
-            return Ok(None);
-        }
-        let size = Some(len);
-        if let Some(n) = store::holds(target, digest, size)? {
-            return Ok(Some(Outcome::UpToDate(n)));
-        }
-        let mut partial = Partial::open(target, digest, quiet, patience)?;
-        if let Err(e) = partial.fill_from(&mut source) {
-            partial.discard();
-            return Err(e);
-        }
-        let mut verifier = Verifier::new(digest, size);
-        partial.resume(&mut verifier)?;
-        match verifier.finish() {
-            Ok(n) => {
-                partial.commit()?;
-                Ok(Some(Outcome::Written(n)))
-            }
-            Err(_) => {
-                partial.discard();
-                self.forget(digest);
-                Ok(None)
-            }
-        }
-    }
-
-    /// Streams the blob into `out` (stdout, a FIFO) through the verifier. Bytes reach the
-    /// reader before the check ends, as from a registry; `None` when the blob is not here.
-    pub fn stream_out(
-        &self,
-        digest: &Digest,
-        size: Option<u64>,
-        out: &mut dyn Write,
-    ) -> Result<Option<u64>> {
-        let Some((mut file, len)) = self.open_blob(digest)? else {
-            return Ok(None);
-        };
-        // The file's own size bounds the stream when no descriptor gave one.
-        let mut verifier = Verifier::new(digest, Some(size.unwrap_or(len)));
-        let mut buffer = vec![0u8; store::BUFFER];
-        loop {
-            let n = match io::Read::read(&mut file, &mut buffer) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::file(self.blob_path(digest))(e)),
-            };
-            verifier.update(&buffer[..n])?;
-            out.write_all(&buffer[..n]).map_err(Error::Stdout)?;
-        }
-        out.flush().map_err(Error::Stdout)?;
-        verifier.finish().map(Some)
-    }
-
-    /// The blob's file and its length, `None` when it is not there. What is there must be a
-    /// regular file: a FIFO would block, a device never end. In a cache such an entry is
-    /// removed; in a layout only read from, it is an error.
-    fn open_blob(&self, digest: &Digest) -> Result<Option<(fs::File, u64)>> {
-        let path = self.blob_path(digest);
-        match open_regular(&path) {
-            Ok(file) => {
-                let len = file.metadata().map_err(Error::file(&path))?.len();
-                Ok(Some((file, len)))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(_) if self.writable => {
-                self.forget(digest);
-                Ok(None)
-            }
-            Err(e) => Err(Error::File { path, cause: e }),
-        }
-    }
-
-    /// Removes a cache's blob that did not verify, so the next run fetches it again.
-    fn forget(&self, digest: &Digest) {
-        if self.writable {
-            let _ = fs::remove_file(self.blob_path(digest));
+        match serde_json::from_slice(&bytes) {
+            Ok(Value::Object(index)) => Ok(Some(index)),
+            _ => Err(Error::Config {
+                path,
+                cause: "not a JSON object".into(),
+            }),
         }
     }
 
     /// `index.json`'s manifests (none when there is no index yet).
-    fn index(&self) -> Result<Vec<Value>> {
-        let path = self.root.join("index.json");
-        let bytes = match fs::symlink_metadata(&path) {
-            Ok(_) => read_capped(&path, manifest::MAX_SIZE)?,
-            Err(_) => return Ok(Vec::new()),
-        };
-        let bad = |cause: &str| Error::Config {
-            path: path.clone(),
-            cause: cause.to_string(),
-        };
-        let index: Value = serde_json::from_slice(&bytes).map_err(|_| bad("not JSON"))?;
-        match &index["manifests"] {
-            Value::Array(manifests) => Ok(manifests.clone()),
-            Value::Null => Ok(Vec::new()),
-            _ => Err(bad("'manifests' is not a list")),
+    fn manifests(&self) -> Result<Vec<Value>> {
+        let path = self.root.join(INDEX);
+        match self
+            .index()?
+            .and_then(|mut index| index.remove("manifests"))
+        {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(manifests)) => Ok(manifests),
+            Some(_) => Err(Error::Config {
+                path,
+                cause: "'manifests' is not a list".into(),
+            }),
         }
     }
 
     /// The digest and media type `index.json` gives `name`.
     fn resolve(&self, name: &str) -> Result<(Digest, Option<String>)> {
-        let manifests = self.index()?;
+        let manifests = self.manifests()?;
         let exact: Vec<&Value> = manifests
             .iter()
             .filter(|m| ref_name(m) == Some(name))
@@ -317,7 +357,7 @@ impl Layout {
         Ok((digest, found["mediaType"].as_str().map(str::to_string)))
     }
 
-    /// Writes `bytes` to `path` through a temporary file beside it and a rename.
+    /// Writes `bytes` to `path` through a new temporary file beside it and a rename.
     fn write_atomically(&self, path: &Path, bytes: &[u8]) -> Result<()> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let dir = path.parent().unwrap_or(&self.root);
@@ -326,13 +366,32 @@ impl Layout {
             .file_name()
             .map(|n| n.to_string_lossy())
             .unwrap_or_default();
-        let temp = dir.join(format!(
-            ".{name}.{}.{}.tmp",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let written = fs::File::create(&temp)
-            .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        let mut made = None;
+        for _ in 0..100 {
+            let temp = dir.join(format!(
+                ".{name}.{}.{}.tmp",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::Relaxed)
+            ));
+            match fresh::create(&temp) {
+                Ok(file) => {
+                    made = Some((temp, file));
+                    break;
+                }
+                // Someone put something there: another name, never theirs.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(Error::file(&temp)(e)),
+            }
+        }
+        let Some((temp, mut file)) = made else {
+            return Err(Error::File {
+                path: path.to_path_buf(),
+                cause: io::Error::other("no temporary name beside it is free"),
+            });
+        };
+        let written = file
+            .write_all(bytes)
+            .and_then(|()| file.sync_all())
             .and_then(|()| fs::rename(&temp, path));
         if written.is_err() {
             let _ = fs::remove_file(&temp);
@@ -343,32 +402,4 @@ impl Layout {
 
 fn ref_name(manifest: &Value) -> Option<&str> {
     manifest["annotations"][REF_NAME].as_str()
-}
-
-/// Opens `path` for reading only if it is a regular file. `O_NONBLOCK` keeps the open of a
-/// FIFO from waiting for a writer; it changes nothing for a regular file.
-fn open_regular(path: &Path) -> io::Result<fs::File> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(sys::O_NONBLOCK)
-        .open(path)?;
-    match file.metadata()?.is_file() {
-        true => Ok(file),
-        false => Err(io::Error::other("not a regular file")),
-    }
-}
-
-/// A whole regular file of at most `limit` bytes.
-fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>> {
-    let file = open_regular(path).map_err(Error::file(path))?;
-    let mut bytes = Vec::new();
-    io::Read::read_to_end(&mut io::Read::take(file, limit + 1), &mut bytes)
-        .map_err(Error::file(path))?;
-    if bytes.len() as u64 > limit {
-        return Err(Error::BadManifest(format!(
-            "{} is larger than {limit} bytes",
-            path.display()
-        )));
-    }
-    Ok(bytes)
 }

@@ -1,6 +1,9 @@
-//! Where bytes land: which paths may be written (`paths`), the temporary files a download
-//! goes through (`store`), and OCI image layouts, the cache and `oci:` sources (`layout`).
+//! Where bytes land: which paths may be written (`paths`), how files are opened (`fresh`:
+//! made fresh, or read without following a symlink), the temporary files a blob is written
+//! into and staged in (`partial`), and OCI image layouts, the cache and `oci:` sources
+//! (`layout`).
 
+pub mod fresh;
 pub mod layout;
+pub mod partial;
 pub mod paths;
-pub mod store;

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::{Component, Path, PathBuf};
 
+use crate::content::digest::Digest;
 use crate::error::{Error, Result};
 use crate::text;
 
@@ -14,6 +15,50 @@ use crate::text;
 pub const PARTIAL_SUFFIX: &str = ".ocidl-partial";
 /// The longest file name Linux file systems take (ext4, xfs, btrfs, tmpfs: NAME_MAX).
 pub(crate) const NAME_MAX: usize = 255;
+/// The longest path a system call takes, its final NUL included (Linux's PATH_MAX).
+const PATH_MAX: usize = 4096;
+/// The digest characters a temporary file's name carries.
+const SHORT_DIGEST: usize = 12;
+
+/// `.NAME.<12 hex>.ocidl-partial`, the temporary file beside `NAME`, with NAME cut short (at
+/// a character boundary) where the whole would pass the file system's limit: any name a
+/// title may have gets a temporary file. Two cut names can only meet for the same digest.
+pub fn partial_name(name: &str, digest: &Digest) -> String {
+    let end = partial_room(name);
+    format!(".{}.{}{PARTIAL_SUFFIX}", &name[..end], digest.short())
+}
+
+/// The temporary file beside `target` (see `partial_name`).
+pub fn partial_path(target: &Path, digest: &Digest) -> PathBuf {
+    let name = target.file_name().unwrap_or_default().to_string_lossy();
+    target.with_file_name(partial_name(&name, digest))
+}
+
+/// How much of `name` its temporary file's name keeps.
+fn partial_room(name: &str) -> usize {
+    let room = NAME_MAX - (2 + SHORT_DIGEST + PARTIAL_SUFFIX.len());
+    let mut end = name.len().min(room);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    end
+}
+
+/// Refuses a path the kernel would refuse, or its temporary file's: PATH_MAX counts what a
+/// system call is given, so a relative path counts as written.
+fn within_path_max(path: &Path) -> std::result::Result<(), String> {
+    let name = path.file_name().unwrap_or_default();
+    let dir = path.as_os_str().len() - name.len();
+    let temporary = 2 + partial_room(&name.to_string_lossy()) + SHORT_DIGEST + PARTIAL_SUFFIX.len();
+    let longest = dir + name.len().max(temporary);
+    match longest < PATH_MAX {
+        true => Ok(()),
+        false => Err(format!(
+            "makes a path of {longest} bytes, past the system's limit of {}",
+            PATH_MAX - 1
+        )),
+    }
+}
 
 /// Joins an untrusted layer title to the output directory, or refuses it. Only plain
 /// relative names are taken, and no part of the result that already exists may be a
@@ -52,7 +97,18 @@ pub fn safe_path(root: &Path, title: &str) -> Result<PathBuf> {
             "ends in {PARTIAL_SUFFIX}, the suffix of ocidl's temporary files"
         ));
     }
-    let real_root = root.canonicalize().map_err(Error::file(root))?;
+    let joined = relative
+        .components()
+        .fold(root.to_path_buf(), |p, c| p.join(c));
+    if let Err(reason) = within_path_max(&joined) {
+        return refuse(reason);
+    }
+    // A directory that is not there yet has nothing in it that could lead elsewhere.
+    let real_root = match root.canonicalize() {
+        Ok(real) => real,
+        Err(_) if fs::symlink_metadata(root).is_err() => return Ok(joined),
+        Err(e) => return Err(Error::file(root)(e)),
+    };
     let mut path = root.to_path_buf();
     for component in relative.components() {
         path.push(component);
@@ -71,9 +127,7 @@ pub fn safe_path(root: &Path, title: &str) -> Result<PathBuf> {
             Err(_) => break,
         }
     }
-    Ok(relative
-        .components()
-        .fold(root.to_path_buf(), |p, c| p.join(c)))
+    Ok(joined)
 }
 
 /// Refuses a title with a control or bidirectional character, wherever its file goes (a

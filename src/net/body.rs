@@ -53,9 +53,10 @@ impl Reply {
             .read_to_end(&mut body)
             .map_err(|e| Error::BodyCut(format!("of {url} broke off: {e}")))?;
         if body.len() as u64 > limit {
-            return Err(Error::BadManifest(format!(
-                "{what} from {url} is larger than {limit} bytes"
-            )));
+            return Err(Error::TooLarge {
+                what: format!("{what} from {url}"),
+                limit,
+            });
         }
         Ok(body)
     }

@@ -47,56 +47,6 @@ pub struct Sources {
 }
 
 impl Sources {
-    /// Reads the variables and finds the files (missing files are simply not sources).
-    /// `hosts`: the registries the references name, the only ones explicit credentials are for.
-    pub fn from_env(
-        explicit: Option<Credentials>,
-        hosts: Vec<String>,
-        helper_deadline: Duration,
-    ) -> Result<Sources> {
-        let var = |name: &str| {
-            std::env::var_os(name)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        };
-        let explicit = match (
-            explicit,
-            std::env::var("OCIDL_USERNAME"),
-            std::env::var("OCIDL_PASSWORD"),
-        ) {
-            (Some(c), _, _) => Some(c),
-            (None, Ok(username), Ok(_)) if username.is_empty() => {
-                return Err(Error::Usage("OCIDL_USERNAME is empty".into()))
-            }
-            (None, Ok(username), Ok(password)) => Some(Credentials::basic_pair(username, password)),
-            (None, Ok(_), Err(_)) | (None, Err(_), Ok(_)) => {
-                return Err(Error::Usage(
-                    "OCIDL_USERNAME and OCIDL_PASSWORD go together".into(),
-                ))
-            }
-            _ => None,
-        };
-        let home = var("HOME");
-        let docker_config = var("DOCKER_CONFIG")
-            .or_else(|| home.as_ref().map(|h| h.join(".docker")))
-            .map(|dir| dir.join("config.json"));
-        let auth_json = [
-            var("REGISTRY_AUTH_FILE"),
-            var("XDG_RUNTIME_DIR").map(|d| d.join("containers/auth.json")),
-            home.map(|h| h.join(".config/containers/auth.json")),
-        ]
-        .into_iter()
-        .flatten()
-        .find(|p| p.is_file());
-        Ok(Sources {
-            explicit,
-            explicit_hosts: hosts,
-            docker_config: docker_config.filter(|p| p.is_file()),
-            auth_json,
-            helper_deadline,
-        })
-    }
-
     /// The credentials for `host` (as in a reference: `ghcr.io`, `127.0.0.1:5000`,
     /// `docker.io`) and `repository` (for auth.json's namespace keys).
     pub fn lookup(&self, host: &str, repository: &str) -> Result<Option<Credentials>> {

@@ -35,22 +35,16 @@ pub struct Mirrors {
 }
 
 impl Mirrors {
-    /// Reads the files the environment names, and takes `extra` mirrors (`--mirror`, then
-    /// `OCIDL_MIRROR`, comma-separated; `http://` in front means plain HTTP).
-    pub fn load(extra: &[String]) -> Result<Mirrors> {
+    /// Takes the `extra` mirrors (`--mirror`, then `OCIDL_MIRROR`; `http://` in front means
+    /// plain HTTP) and reads the registries.conf `files` (see `config_files`), in order.
+    pub fn load(extra: &[String], files: &[PathBuf]) -> Result<Mirrors> {
         let mut mirrors = Mirrors::default();
-        let from_env = std::env::var("OCIDL_MIRROR").unwrap_or_default();
-        let named = extra
-            .iter()
-            .map(String::as_str)
-            .chain(from_env.split(',').map(str::trim))
-            .filter(|m| !m.is_empty());
-        for text in named {
+        for text in extra {
             mirrors.extra.push(parse_mirror_flag(text)?);
         }
-        for path in config_files() {
-            let text = std::fs::read_to_string(&path).map_err(Error::file(&path))?;
-            for entry in registries_conf::parse(&text, &path)? {
+        for path in files {
+            let text = std::fs::read_to_string(path).map_err(Error::file(path))?;
+            for entry in registries_conf::parse(&text, path)? {
                 mirrors.entries.retain(|e| e.prefix != entry.prefix);
                 mirrors.entries.push(entry);
             }
@@ -151,14 +145,13 @@ fn matches(prefix: &str, name: &str, host: &str) -> bool {
             .is_some_and(|r| r.starts_with('/'))
 }
 
-/// The files to read, in order.
-fn config_files() -> Vec<PathBuf> {
-    if let Some(path) = std::env::var_os("CONTAINERS_REGISTRIES_CONF").filter(|p| !p.is_empty()) {
-        return vec![PathBuf::from(path)];
+/// The files to read, in order: `named` alone (`$CONTAINERS_REGISTRIES_CONF`) when given,
+/// else the user's (under `home`) or the system's, then the drop-ins.
+pub fn config_files(named: Option<PathBuf>, home: Option<PathBuf>) -> Vec<PathBuf> {
+    if let Some(path) = named {
+        return vec![path];
     }
-    let home = std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(|h| PathBuf::from(h).join(".config/containers"));
+    let home = home.map(|h| h.join(".config/containers"));
     let system = Path::new("/etc/containers");
     let mut files = Vec::new();
     let user = home.as_ref().map(|h| h.join("registries.conf"));

@@ -17,16 +17,12 @@ pub struct Proxies {
 }
 
 impl Proxies {
-    pub fn from_env() -> Result<Proxies> {
+    /// From the variables `var` looks up (the environment, in `settings.rs`).
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Proxies> {
         let var = |name: &str| {
             [name.to_ascii_lowercase(), name.to_string()]
                 .iter()
-                .find_map(|n| {
-                    std::env::var(n)
-                        .ok()
-                        .filter(|v| !v.is_empty())
-                        .map(|v| (n.clone(), v))
-                })
+                .find_map(|n| var(n).filter(|v| !v.is_empty()).map(|v| (n.clone(), v)))
         };
         let proxy = |found: Option<(String, String)>| -> Result<Option<ureq::Proxy>> {
             match found {

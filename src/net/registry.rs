@@ -174,10 +174,10 @@ impl Client {
             for tag in tag_page(&body, &page_url)? {
                 kept += tag.len() + TAG_OVERHEAD;
                 if kept > MAX_TAG_BYTES {
-                    return Err(Error::BadManifest(format!(
-                        "the tag list of {} is larger than {MAX_TAG_BYTES} bytes",
-                        repo.name()
-                    )));
+                    return Err(Error::TooLarge {
+                        what: format!("the tag list of {}", repo.name()),
+                        limit: MAX_TAG_BYTES as u64,
+                    });
                 }
                 tags.push(tag);
             }
@@ -189,9 +189,7 @@ impl Client {
                 None => return Ok(tags),
             }
         }
-        Err(Error::BadManifest(format!(
-            "more than {MAX_PAGES} pages of tags"
-        )))
+        Err(Error::BadTags(format!("more than {MAX_PAGES} pages")))
     }
 
     /// GET with authentication: ghcr's anonymous token or a cached one first, then what a
@@ -343,11 +341,7 @@ impl Client {
 
 /// One page of `{"tags": [...]}`.
 fn tag_page(body: &[u8], url: &str) -> Result<Vec<String>> {
-    let bad = || {
-        Error::BadManifest(format!(
-            "the tag list from {url} is not {{\"tags\": [...]}}"
-        ))
-    };
+    let bad = || Error::BadTags(format!("the page from {url} is not {{\"tags\": [...]}}"));
     let json: Value = serde_json::from_slice(body).map_err(|_| bad())?;
     match json.get("tags") {
         // distribution answers `null` for a repository without tags.

@@ -1,0 +1,368 @@
+//! The one path every byte takes, whichever source it comes from and sink it goes to:
+//!
+//! ```text
+//!   sources                                          sinks
+//!   a registry or mirror (remote.rs)  --.        .-- a file staged beside its target
+//!   the --cache (a layout, local)     ---+- Verifier -+-- a cache entry
+//!   an oci: layout (local)            --'        '-- a stream: stdout, a FIFO, a device
+//! ```
+//!
+//! `Deliver::blob` alone decides, for every pair:
+//! - the order of sources: the cache when it holds the blob, then the origin (through the
+//!   cache when there is one, so the cache fills as it serves);
+//! - when a byte may reach a stream: from a local source only once the whole file verified,
+//!   so a bad entry never reaches a reader; from the network as it arrives, and then a
+//!   failure says how many bytes went out (`Error::Streamed`), and no other source is tried;
+//! - what a reader that went away means: `Error::ReaderGone`, exit 1, from every source;
+//! - what becomes of a local entry that does not verify: a cache's is removed and the next
+//!   source asked; a layout's is an error;
+//! - that the cache is an optimisation: failing to read or write it is a note, and the
+//!   delivery goes on from the origin (`--cache-only` excepted: there the cache is the output);
+//! - what progress shows.
+//!
+//! What becomes of a file after its delivery (staged, kept for the next run, removed) is
+//! `settle`; when staged files are renamed into place is the caller's (`pull.rs`).
+
+pub mod remote;
+pub mod sink;
+
+use std::cell::Cell;
+use std::io::{Read, Seek};
+use std::time::Duration;
+
+use crate::content::digest::{Digest, Verifier};
+use crate::content::manifest::Fetched;
+use crate::disk::layout::Layout;
+use crate::disk::partial::{self, Partial, Staged, BUFFER};
+use crate::error::{Error, Result};
+use crate::net::registry::Client;
+use crate::progress::Progress;
+use crate::reference::Repository;
+
+pub use sink::{Sink, Stream};
+
+/// Where a try takes a reference's content from.
+#[derive(Clone, Copy)]
+pub enum Origin<'a> {
+    Registry(&'a Repository),
+    Layout(&'a Layout),
+}
+
+/// The `--cache`: a layout that keeps what is fetched and serves what it holds.
+pub struct Cache {
+    layout: Layout,
+    /// `--cache-only`: the cache is the output, so its failures are failures.
+    required: bool,
+    /// Set once writing to it failed: the rest of the run only reads from it.
+    failed: Cell<bool>,
+}
+
+impl Cache {
+    pub fn new(layout: Layout, required: bool) -> Cache {
+        Cache {
+            layout,
+            required,
+            failed: Cell::new(false),
+        }
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    fn writable(&self) -> bool {
+        self.layout.writable() && !self.failed.get()
+    }
+
+    /// A failure to use the cache: said once, and the run goes on without writing to it.
+    fn fail(&self, e: Error, progress: &Progress) -> Result<()> {
+        if self.required {
+            return Err(e);
+        }
+        if !self.failed.replace(true) {
+            progress.note(format_args!(
+                "cache {}: {e}; going on without writing to it",
+                self.layout.root().display()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Manifests and blobs from one origin, through the cache when there is one.
+pub struct Deliver<'a, 'b> {
+    pub client: &'b mut Client,
+    pub origin: Origin<'a>,
+    pub cache: Option<&'a Cache>,
+    pub progress: &'b mut Progress,
+}
+
+/// What a local file gave.
+enum Local {
+    Delivered(u64),
+    Missing,
+    /// It is there but is not this content.
+    Unverified(Error),
+    /// It could not be read.
+    Unreadable(Error),
+}
+
+impl Deliver<'_, '_> {
+    /// How long to wait for another ocidl's lock to move (`--timeout`).
+    pub fn patience(&self) -> Duration {
+        self.client.timeout()
+    }
+
+    /// A manifest by tag or digest from the origin, verified, and kept in the cache.
+    pub fn manifest(&mut self, reference: &str) -> Result<Fetched> {
+        let fetched = match self.origin {
+            Origin::Registry(repo) => self.client.manifest(repo, reference)?,
+            Origin::Layout(layout) => layout.manifest(reference)?,
+        };
+        if let Some(cache) = self.cache.filter(|c| c.writable()) {
+            if let Err(e) = cache.layout.keep_manifest(&fetched) {
+                cache.fail(e, self.progress)?;
+            }
+        }
+        Ok(fetched)
+    }
+
+    /// Names `top` in the cache's `index.json` as `name`, with `annotations`.
+    pub fn record(
+        &mut self,
+        name: &str,
+        top: &Fetched,
+        annotations: &[(&str, &str)],
+    ) -> Result<()> {
+        let Some(cache) = self.cache.filter(|c| c.writable()) else {
+            return Ok(());
+        };
+        match cache.layout.record(name, top, annotations, self.patience()) {
+            Ok(None) => Ok(()),
+            Ok(Some(note)) => {
+                self.progress.note(format_args!(
+                    "cache {}: {note}",
+                    cache.layout.root().display()
+                ));
+                Ok(())
+            }
+            Err(e) => cache.fail(e, self.progress),
+        }
+    }
+
+    /// One blob into `sink`, verified, from the first source that has it; `name` is what
+    /// progress shows. Its size in bytes.
+    pub fn blob(
+        &mut self,
+        digest: &Digest,
+        size: Option<u64>,
+        name: &str,
+        sink: &mut Sink,
+    ) -> Result<u64> {
+        self.progress.start(name, size);
+        let result = self.try_sources(digest, size, sink);
+        self.progress.end(*result.as_ref().unwrap_or(&0));
+        result.map_err(|e| match (sink.streamed(), e) {
+            (_, e @ (Error::ReaderGone { .. } | Error::Stdout(_))) => e,
+            (Some((to, written)), e) => Error::Streamed {
+                to: to.to_string(),
+                written,
+                source: Box::new(e),
+            },
+            (None, e) => e,
+        })
+    }
+
+    fn try_sources(&mut self, digest: &Digest, size: Option<u64>, sink: &mut Sink) -> Result<u64> {
+        if let Some(cache) = self.cache {
+            match from_local(&cache.layout, digest, size, sink, self.progress)? {
+                Local::Delivered(n) => return Ok(n),
+                Local::Missing => {}
+                Local::Unverified(e) => {
+                    self.progress.note(format_args!(
+                        "cache {}: {digest} is not what it should be ({e}); fetching it again",
+                        cache.layout.root().display()
+                    ));
+                    cache.layout.forget(digest);
+                }
+                Local::Unreadable(e) => cache.fail(e, self.progress)?,
+            }
+        }
+        let repo = match self.origin {
+            Origin::Layout(layout) => {
+                return match from_local(layout, digest, size, sink, self.progress)? {
+                    Local::Delivered(n) => Ok(n),
+                    Local::Missing => Err(Error::NotFound(format!(
+                        "blob {digest} in the layout {}",
+                        layout.root().display()
+                    ))),
+                    Local::Unverified(e) | Local::Unreadable(e) => Err(e),
+                };
+            }
+            Origin::Registry(repo) => repo,
+        };
+        if let Some(cache) = self.cache.filter(|c| c.writable()) {
+            // Into the cache first, then out of it like any cached blob.
+            match self.download_to_cache(cache, repo, digest, size) {
+                Ok(()) => {
+                    self.progress.rewind();
+                    match from_local(&cache.layout, digest, size, sink, self.progress)? {
+                        Local::Delivered(n) => return Ok(n),
+                        Local::Missing => cache.fail(
+                            Error::NotFound(format!("{digest} once written")),
+                            self.progress,
+                        )?,
+                        Local::Unverified(e) | Local::Unreadable(e) => {
+                            cache.fail(e, self.progress)?
+                        }
+                    }
+                }
+                // The cache's own file failed (a read-only or full disk, a lock that never
+                // moved): the network's failures are the origin's, and final.
+                Err(e @ Error::File { .. }) => cache.fail(e, self.progress)?,
+                Err(e) => return Err(e),
+            }
+            self.progress.rewind();
+        }
+        remote::fetch(self.client, repo, digest, size, sink, self.progress)
+    }
+
+    /// `--cache-only`, and a package's config: makes sure the cache holds the blob, fetching
+    /// it when it does not; its size.
+    pub fn fill(&mut self, digest: &Digest, size: Option<u64>, name: &str) -> Result<u64> {
+        let (Origin::Registry(repo), Some(cache)) = (self.origin, self.cache) else {
+            return Err(Error::Usage(
+                "--cache-only fills a --cache from a registry".into(),
+            ));
+        };
+        let path = cache.layout.blob_path(digest);
+        if let Some(n) = partial::holds(&path, digest, size)? {
+            return Ok(n);
+        }
+        self.progress.start(name, size);
+        let result = self.download_to_cache(cache, repo, digest, size);
+        self.progress.end(0);
+        result?;
+        partial::holds(&path, digest, size)?
+            .ok_or_else(|| Error::NotFound(format!("{digest} in the cache, once written")))
+    }
+
+    /// Downloads a blob into its cache entry.
+    fn download_to_cache(
+        &mut self,
+        cache: &Cache,
+        repo: &Repository,
+        digest: &Digest,
+        size: Option<u64>,
+    ) -> Result<()> {
+        let path = cache.layout.blob_path(digest);
+        let mut partial = Partial::open(&path, digest, &[], self.patience(), self.progress)?;
+        let delivered = remote::fetch(
+            self.client,
+            repo,
+            digest,
+            size,
+            &mut Sink::File(&mut partial),
+            self.progress,
+        );
+        settle(partial, delivered)?.0.commit()
+    }
+}
+
+/// What becomes of a partial file after a delivery into it: staged when it verified; kept
+/// for the next run to resume when the network failed after some bytes; removed otherwise.
+pub fn settle(partial: Partial, delivered: Result<u64>) -> Result<(Staged, u64)> {
+    match delivered {
+        Ok(n) => Ok((partial.finish()?, n)),
+        Err(e) if e.is_transient() && partial.written() > 0 => Err(Error::Kept {
+            path: partial.path().to_path_buf(),
+            source: Box::new(e),
+        }),
+        Err(e) => {
+            partial.discard();
+            Err(e)
+        }
+    }
+}
+
+/// Copies the layout's blob into `sink`, verified on the way. A stream gets it only after a
+/// first pass verified the whole file, so a wrong entry never reaches a reader; the second
+/// pass is verified too, for a file changed in between, and once bytes went out its failure
+/// is final. A file sink that did not get the blob is emptied for the next source.
+fn from_local(
+    layout: &Layout,
+    digest: &Digest,
+    size: Option<u64>,
+    sink: &mut Sink,
+    progress: &mut Progress,
+) -> Result<Local> {
+    match copy_local(layout, digest, size, sink, progress)? {
+        Local::Unverified(e) | Local::Unreadable(e) if sink.streamed().is_some() => Err(e),
+        local @ (Local::Unverified(_) | Local::Unreadable(_)) => {
+            sink.restart()?;
+            Ok(local)
+        }
+        local => Ok(local),
+    }
+}
+
+fn copy_local(
+    layout: &Layout,
+    digest: &Digest,
+    size: Option<u64>,
+    sink: &mut Sink,
+    progress: &mut Progress,
+) -> Result<Local> {
+    let Some(mut entry) = layout.entry(digest)? else {
+        return Ok(Local::Missing);
+    };
+    if let Some(size) = size.filter(|&s| s != entry.len) {
+        // Not this content; but the descriptor may be the wrong one, so it is not removed.
+        return Ok(Local::Unverified(Error::SizeMismatch {
+            expected: size,
+            actual: entry.len,
+        }));
+    }
+    let path = entry.path.clone();
+    let unreadable = |cause| {
+        Local::Unreadable(Error::File {
+            path: path.clone(),
+            cause,
+        })
+    };
+    if let Sink::Stream(_) = sink {
+        let mut first = Verifier::new(digest, Some(entry.len));
+        if let Err(e) = partial::feed(&mut entry.file, &entry.path, &mut first) {
+            return Ok(Local::Unreadable(e));
+        }
+        if let Err(e) = first.finish() {
+            return Ok(Local::Unverified(e));
+        }
+        if let Err(e) = entry.file.rewind() {
+            return Ok(unreadable(e));
+        }
+    } else {
+        // What an earlier run left there is of no use: the whole blob is here.
+        sink.restart()?;
+    }
+    let mut verifier = Verifier::new(digest, Some(entry.len));
+    let mut buffer = vec![0u8; BUFFER];
+    loop {
+        let n = match entry.file.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Ok(unreadable(e)),
+        };
+        if let Err(e) = verifier.update(&buffer[..n]) {
+            return Ok(Local::Unverified(e));
+        }
+        sink.write(&buffer[..n])?;
+        progress.advance(n as u64);
+    }
+    sink.flush()?;
+    Ok(match verifier.finish() {
+        Ok(n) => Local::Delivered(n),
+        Err(e) => Local::Unverified(e),
+    })
+}

@@ -1,0 +1,466 @@
+//! The temporary files every blob is written into (which paths may be written is `paths.rs`).
+//!
+//! A file appears under its final name only once every byte has been checked: bytes go into
+//! a `Partial`, `.NAME.<12 hex>.ocidl-partial` beside the target, which becomes `Staged` once
+//! the verifier has passed it, and is renamed over the target by `Staged::commit` (at once for
+//! one file, or for a package only when all its files are staged: `Stage`).
+//!
+//! A `Partial` is made fresh (`fresh::create`); an earlier run's is resumed only when it is a
+//! regular file with one link owned by the user running ocidl, and anything else under that
+//! name is removed, never written through. It is locked from open to commit, so two ocidl
+//! processes writing the same file take turns instead of interleaving; it outlives a failed or
+//! interrupted run so the next run can resume it; and only the file ocidl opened (the same
+//! device and inode) is ever renamed into place or removed.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::content::digest::{Digest, Verifier};
+use crate::disk::fresh::{self, Found};
+use crate::disk::paths::partial_name;
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::sys;
+
+/// The copy buffer: large enough that read and write calls cost little next to hashing,
+/// small enough that memory stays flat for any blob size.
+pub const BUFFER: usize = 256 << 10;
+
+/// Bytes written between two requests for early writeback (see `sys::start_writeback`).
+const WRITEBACK: u64 = 8 << 20;
+
+/// Tries at making the temporary file when something keeps appearing under its name.
+const TRIES: usize = 8;
+
+/// The size of `path` when it is a regular file (not a symlink) that already holds exactly
+/// this content.
+pub fn holds(path: &Path, digest: &Digest, size: Option<u64>) -> Result<Option<u64>> {
+    let mut file = match fresh::open_regular(path).map_err(Error::file(path))? {
+        Found::File(file, meta) if size.is_none_or(|s| s == meta.len()) => file,
+        _ => return Ok(None),
+    };
+    let mut verifier = Verifier::new(digest, size);
+    feed(&mut file, path, &mut verifier)?;
+    Ok(verifier.finish().ok())
+}
+
+/// Reads all of `file` into `verifier`.
+pub fn feed(file: &mut File, path: &Path, verifier: &mut Verifier) -> Result<()> {
+    let mut buffer = vec![0u8; BUFFER];
+    loop {
+        match file.read(&mut buffer) {
+            Ok(0) => return Ok(()),
+            Ok(n) => verifier.update(&buffer[..n])?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::file(path)(e)),
+        }
+    }
+}
+
+/// A file's identity: what is renamed or removed must still be the file ocidl made.
+fn identity(meta: &fs::Metadata) -> (u64, u64) {
+    (meta.dev(), meta.ino())
+}
+
+/// Whether `path` still names the file `file` is open on.
+fn still_names(path: &Path, file: &File) -> bool {
+    match (fs::symlink_metadata(path), file.metadata()) {
+        (Ok(now), Ok(ours)) => now.is_file() && identity(&now) == identity(&ours),
+        _ => false,
+    }
+}
+
+/// How much the files in `watch` hold, for telling whether another ocidl is making progress.
+fn footprint(watch: &[PathBuf]) -> Vec<Option<u64>> {
+    watch
+        .iter()
+        .map(|p| fs::symlink_metadata(p).ok().map(|m| m.len()))
+        .collect()
+}
+
+/// Polls a lock another process holds, as long as something it is writing moves: any of the
+/// `watch` files (the temporary files of the package, which the other process may be filling
+/// one after another) grows, shrinks, appears or goes. Gives up after `patience` without.
+fn wait_for_lock(file: &File, path: &Path, watch: &[PathBuf], patience: Duration) -> Result<()> {
+    let mut seen = footprint(watch);
+    let mut since = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(fs::TryLockError::WouldBlock) => {}
+            Err(fs::TryLockError::Error(e)) => return Err(Error::file(path)(e)),
+        }
+        let now = footprint(watch);
+        if now != seen {
+            (seen, since) = (now, Instant::now());
+        } else if since.elapsed() >= patience {
+            return Err(Error::File {
+                path: path.to_path_buf(),
+                cause: io::Error::other(format!(
+                    "another ocidl holds this file and made no progress for {} s; giving up",
+                    patience.as_secs()
+                )),
+            });
+        }
+    }
+}
+
+/// The temporary file a target is written into, locked, open for reading and writing.
+pub struct Partial {
+    file: File,
+    /// Where the next write lands, and where the last writeback request ended.
+    position: u64,
+    flushed: u64,
+    path: PathBuf,
+    target: PathBuf,
+}
+
+impl Partial {
+    /// Opens the target's temporary file (creating the target's directory when missing): an
+    /// earlier run's when it may be resumed, else a fresh one. While another ocidl holds it,
+    /// waits as long as that one makes progress on any of `watch` (see `wait_for_lock`).
+    pub fn open(
+        target: &Path,
+        digest: &Digest,
+        watch: &[PathBuf],
+        patience: Duration,
+        progress: &Progress,
+    ) -> Result<Partial> {
+        let dir = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        make_dir(dir)?;
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        let path = dir.join(partial_name(&name, digest));
+        let watch: Vec<PathBuf> = watch.iter().chain([&path]).cloned().collect();
+        for _ in 0..TRIES {
+            let file = match fresh::open_ours(&path).map_err(Error::file(&path))? {
+                Found::File(file, _) => file,
+                Found::Missing => match fresh::create(&path) {
+                    Ok(file) => file,
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                    Err(e) => return Err(Error::file(&path)(e)),
+                },
+                // A symlink, a FIFO, someone else's file: not ours to resume or write through.
+                Found::Other => {
+                    fresh::clear(&path).map_err(Error::file(&path))?;
+                    continue;
+                }
+            };
+            if let Err(fs::TryLockError::WouldBlock) = file.try_lock() {
+                progress.note(format_args!(
+                    "waiting for another ocidl writing {} (it holds {}; giving up after {} s without progress)",
+                    target.display(),
+                    path.display(),
+                    patience.as_secs()
+                ));
+                wait_for_lock(&file, &path, &watch, patience)?;
+            }
+            // The other ocidl may have renamed or removed the file we waited on: then our
+            // handle is no longer the temporary file, and we open it again.
+            if still_names(&path, &file) {
+                return Ok(Partial {
+                    file,
+                    position: 0,
+                    flushed: 0,
+                    path,
+                    target: target.to_path_buf(),
+                });
+            }
+        }
+        Err(Error::File {
+            path,
+            cause: io::Error::other("something else keeps appearing under this name"),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.file.metadata().map_or(0, |m| m.len())
+    }
+
+    /// Feeds what an earlier run left into `verifier` and returns its length; writing
+    /// continues after it.
+    pub fn resume(&mut self, verifier: &mut Verifier) -> Result<u64> {
+        self.file
+            .seek(SeekFrom::Start(0))
+            .map_err(Error::file(&self.path))?;
+        feed(&mut self.file, &self.path, verifier)?;
+        self.position = verifier.seen();
+        self.flushed = self.position;
+        Ok(self.position)
+    }
+
+    /// Forgets everything written, for a server that sent the blob from its beginning.
+    pub fn restart(&mut self) -> Result<()> {
+        self.file.set_len(0).map_err(Error::file(&self.path))?;
+        self.file
+            .seek(SeekFrom::Start(0))
+            .map_err(Error::file(&self.path))?;
+        (self.position, self.flushed) = (0, 0);
+        Ok(())
+    }
+
+    /// The file once verified: a program (ELF or `#!`) made executable, as installers want,
+    /// and its data on disk, so that a power cut after the rename cannot leave the final name
+    /// with missing contents. It stays locked until committed.
+    pub fn finish(self) -> Result<Staged> {
+        let done = self
+            .make_executable_if_program()
+            .and_then(|()| self.file.sync_all().map_err(Error::file(&self.path)));
+        match done {
+            Ok(()) => Ok(Staged {
+                file: self.file,
+                path: self.path,
+                target: self.target,
+            }),
+            Err(e) => {
+                self.discard();
+                Err(e)
+            }
+        }
+    }
+
+    /// Gives execute permission wherever the file is readable: the file was created with the
+    /// umask applied (0644 under the usual 022), so this gives 0755 less the umask without
+    /// asking for the umask, which std cannot read.
+    fn make_executable_if_program(&self) -> Result<()> {
+        let mut head = [0u8; 4];
+        let n = self
+            .file
+            .read_at(&mut head, 0)
+            .map_err(Error::file(&self.path))?;
+        if !(head[..n].starts_with(b"\x7fELF") || head[..n].starts_with(b"#!")) {
+            return Ok(());
+        }
+        let meta = self.file.metadata().map_err(Error::file(&self.path))?;
+        let mode = meta.permissions().mode();
+        let executable = mode | (mode & 0o444) >> 2;
+        self.file
+            .set_permissions(fs::Permissions::from_mode(executable))
+            .map_err(Error::file(&self.path))
+    }
+
+    /// Removes the temporary file: its content is wrong, or the target is already right.
+    pub fn discard(self) {
+        remove_if_ours(&self.path, &self.file);
+    }
+}
+
+impl Write for Partial {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.position += n as u64;
+        if self.position - self.flushed >= WRITEBACK {
+            sys::start_writeback(&self.file, self.flushed, self.position - self.flushed);
+            self.flushed = self.position;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// A verified temporary file, still locked, waiting to be renamed over its target.
+pub struct Staged {
+    file: File,
+    path: PathBuf,
+    target: PathBuf,
+}
+
+impl Staged {
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Renames the file over its target: only the file ocidl made and verified, so a name
+    /// swapped meanwhile is refused rather than installed.
+    pub fn commit(self) -> Result<()> {
+        if !still_names(&self.path, &self.file) {
+            return Err(Error::File {
+                path: self.path,
+                cause: io::Error::other("replaced by something else after it was verified"),
+            });
+        }
+        fs::rename(&self.path, &self.target).map_err(Error::file(&self.target))
+    }
+
+    /// Removes the file: its package will not be installed.
+    pub fn discard(self) {
+        remove_if_ours(&self.path, &self.file);
+    }
+}
+
+fn remove_if_ours(path: &Path, file: &File) {
+    if still_names(path, file) {
+        let _ = fs::remove_file(path);
+    }
+}
+
+/// Makes `dir` and its parents, saying so when a file is in the way (create_dir_all only
+/// says "File exists" for `-o plain/tool` with `plain` a file).
+fn make_dir(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).map_err(|e| {
+        let in_the_way = dir.ancestors().any(Path::is_file);
+        Error::File {
+            path: dir.to_path_buf(),
+            cause: match in_the_way {
+                true => io::Error::other("a file is in the way of this directory"),
+                false => e,
+            },
+        }
+    })
+}
+
+/// A package's files, staged one by one and renamed into place together once every one of
+/// them has been delivered and verified: a package is installed whole or not at all.
+#[derive(Default)]
+pub struct Stage {
+    files: Vec<Staged>,
+}
+
+impl Stage {
+    pub fn push(&mut self, staged: Staged) {
+        self.files.push(staged);
+    }
+
+    /// Renames every staged file into place, in order.
+    pub fn commit(self) -> Result<()> {
+        self.files.into_iter().try_for_each(Staged::commit)
+    }
+
+    /// Removes every staged file.
+    pub fn discard(self) {
+        self.files.into_iter().for_each(Staged::discard);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ocidl-partial-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn open(target: &Path, digest: &Digest) -> Partial {
+        Partial::open(
+            target,
+            digest,
+            &[],
+            Duration::from_secs(1),
+            &Progress::silent(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn partial_resumes_restarts_and_commits() {
+        let dir = temp_dir("partial");
+        let target = dir.join("sub/file");
+        let content = b"the real bytes";
+        let digest = Digest::of(content);
+
+        let mut p = open(&target, &digest);
+        p.write_all(b"the re").unwrap();
+        drop(p); // an interrupted run
+
+        let mut p = open(&target, &digest);
+        let mut v = Verifier::new(&digest, Some(14));
+        assert_eq!(p.resume(&mut v).unwrap(), 6);
+        p.write_all(b"al bytes").unwrap();
+        v.update(b"al bytes").unwrap();
+        v.finish().unwrap();
+        p.finish().unwrap().commit().unwrap();
+        assert_eq!(fs::read(&target).unwrap(), content);
+        assert_eq!(holds(&target, &digest, Some(14)).unwrap(), Some(14));
+        assert_eq!(holds(&target, &digest, None).unwrap(), Some(14));
+        assert_eq!(holds(&target, &digest, Some(15)).unwrap(), None);
+        assert_eq!(holds(&target, &Digest::of(b"x"), None).unwrap(), None);
+
+        let mut p = open(&target, &digest);
+        p.write_all(b"junk").unwrap();
+        p.restart().unwrap();
+        assert_eq!(p.resume(&mut Verifier::new(&digest, None)).unwrap(), 0);
+        p.discard();
+        let names: Vec<_> = fs::read_dir(dir.join("sub"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["file"]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_planted_name_is_removed_never_written_through() {
+        let dir = temp_dir("planted");
+        let victim = dir.join("victim");
+        fs::write(&victim, b"#!/bin/sh\necho mine\n").unwrap();
+        let content = b"#!/bin/sh\necho theirs\n";
+        let digest = Digest::of(content);
+        let target = dir.join("tool");
+        let partial = dir.join(partial_name("tool", &digest));
+        for plant in [
+            |v: &Path, p: &Path| symlink(v, p).unwrap(),
+            |v: &Path, p: &Path| fs::hard_link(v, p).unwrap(),
+        ] {
+            plant(&victim, &partial);
+            let mut p = open(&target, &digest);
+            p.write_all(content).unwrap();
+            p.finish().unwrap().commit().unwrap();
+            assert_eq!(fs::read(&victim).unwrap(), b"#!/bin/sh\necho mine\n");
+            let mode = fs::metadata(&victim).unwrap().permissions().mode();
+            assert_eq!(mode & 0o111, 0, "the victim was made executable");
+            assert_eq!(fs::read(&target).unwrap(), content);
+            fs::remove_file(&target).unwrap();
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn programs_become_executable() {
+        let dir = temp_dir("exec");
+        for (name, content, executable) in [
+            ("elf", &b"\x7fELF\x02\x01"[..], true),
+            ("script", b"#!/bin/sh\necho hi\n", true),
+            ("data", b"{\"a\":1}", false),
+            ("tiny", b"#", false),
+            ("empty", b"", false),
+        ] {
+            let target = dir.join(name);
+            let digest = Digest::of(content);
+            let mut p = open(&target, &digest);
+            p.write_all(content).unwrap();
+            p.finish().unwrap().commit().unwrap();
+            let mode = fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode & 0o100 != 0, executable, "{name}: {mode:o}");
+            if executable {
+                // Readable means executable too, and nothing else changes.
+                assert_eq!(mode, mode | (mode & 0o444) >> 2, "{name}: {mode:o}");
+            }
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
