@@ -6,17 +6,16 @@
 //! server and check that it resumed (`Range`) and that the file is right. `Running` kills
 //! the process if a test fails first, so none outlives its test.
 
-use std::fs::{self, OpenOptions};
-use std::io::Read;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::fs;
+use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crate::support::fake::Response;
+use crate::support::fifo::{mkfifo, FifoReader};
 use crate::support::run::{ocidl, Output};
 use crate::support::script::{cut, scripted, Scripted, BIG, SMALL};
 use crate::support::{
@@ -224,71 +223,6 @@ fn two_runs_on_one_directory_take_turns() {
 }
 
 // ---- destinations that are not regular files, or cannot be written -------------------
-
-fn mkfifo(path: &Path) {
-    let status = Command::new("mkfifo")
-        .arg(path)
-        .status()
-        .expect("run mkfifo");
-    assert!(status.success(), "mkfifo {}", path.display());
-}
-
-/// Reads a FIFO in a thread until `finish` is called and no writer is left. The FIFO is
-/// opened without blocking, so the thread never hangs in `open` waiting for a writer that
-/// does not come (an ocidl that failed, or replaced the FIFO instead of writing into it).
-struct FifoReader {
-    done: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Vec<u8>>>,
-}
-
-impl FifoReader {
-    fn start(path: &Path) -> FifoReader {
-        const O_NONBLOCK: i32 = 0o4000;
-        let mut fifo = OpenOptions::new()
-            .read(true)
-            .custom_flags(O_NONBLOCK)
-            .open(path)
-            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-        let done = Arc::new(AtomicBool::new(false));
-        let finished = Arc::clone(&done);
-        let thread = thread::spawn(move || {
-            let mut got = Vec::new();
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                match fifo.read(&mut buf) {
-                    Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
-                    // No writer (not yet, or no longer): stop once the run is over.
-                    Ok(_) if finished.load(Ordering::SeqCst) => return got,
-                    Ok(_) => thread::sleep(Duration::from_millis(1)),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        thread::sleep(Duration::from_millis(1))
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => panic!("read FIFO: {e}"),
-                }
-            }
-        });
-        FifoReader {
-            done,
-            thread: Some(thread),
-        }
-    }
-
-    /// Call once the writer has exited: everything it wrote.
-    fn finish(mut self) -> Vec<u8> {
-        self.done.store(true, Ordering::SeqCst);
-        self.thread.take().unwrap().join().unwrap()
-    }
-}
-
-impl Drop for FifoReader {
-    fn drop(&mut self) {
-        self.done.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
 
 #[test]
 fn fifo_target_is_written_straight_into_and_stays_a_fifo() {

@@ -13,8 +13,8 @@ use crate::support::fake::{Content, FakeServer, Request, Response};
 use crate::support::registry::{Options, Registry};
 use crate::support::run::{ocidl, Ocidl, Output};
 use crate::support::{
-    assert_files, assert_no_temp_files, basic_auth, digest_of, file_refs, free_port, random_bytes,
-    wait_until, write_file, TempDir,
+    assert_files, assert_no_temp_files, assert_tree, basic_auth, digest_of, file_refs, free_port,
+    random_bytes, wait_until, write_file, TempDir,
 };
 
 const REPO: &str = "pkgforge/bincache/tool";
@@ -172,6 +172,49 @@ fn a_mirror_serving_wrong_bytes_fails_verification_and_the_next_source_serves() 
         .unwrap_or_else(|| panic!("no note: {}", out.stderr));
     assert!(note.contains("digest mismatch"), "{note}");
     assert!(!bad.requests_to(&format!("/v2/{REPO}/blobs/")).is_empty());
+}
+
+#[test]
+fn a_mirror_abandoned_halfway_leaves_nothing_behind() {
+    let tmp = TempDir::new();
+    let upstream = Registry::start();
+    upstream
+        .pusher()
+        .push_package(REPO, TAG, &file_refs(&files()));
+    // The mirror's own idea of the tag: a program of its choosing, then a file it cannot serve.
+    let planted = b"#!/bin/sh\necho chosen by the mirror\n".to_vec();
+    let missing = b"never served".to_vec();
+    let mut content = Content::new();
+    content.add_package(REPO, TAG, &[("planted", &planted), ("missing", &missing)]);
+    let gone = digest_of(&missing);
+    let mirror = FakeServer::start(move |req: &Request| match req.path().ends_with(&gone) {
+        true => Response::not_found(),
+        false => content.serve(req),
+    });
+    let text = conf(&upstream.host(), &[&mirror.host()]);
+    let out = pull(
+        with_conf(&tmp, &text).arg("--json"),
+        &upstream.host(),
+        "out",
+    );
+    out.assert_success();
+    assert!(
+        !mirror
+            .requests_to(&format!("/v2/{REPO}/blobs/{}", digest_of(&planted)))
+            .is_empty(),
+        "the mirror's first file was never fetched: the test tests nothing"
+    );
+    assert_tree(&tmp.join("out"), &["tool", "tool.json"]);
+    assert_files(&tmp.join("out"), &files());
+    assert_no_temp_files(tmp.path());
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let titles: Vec<&str> = doc["references"][0]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["tool", "tool.json"]);
 }
 
 /// A scripted mirror that records what it is asked and serves the package.

@@ -210,6 +210,42 @@ fn verify_tells_intact_missing_and_different_files_apart() {
 }
 
 #[test]
+fn verify_reads_nothing_outside_the_directory_even_when_it_is_missing() {
+    let tmp = TempDir::new();
+    let secret = tmp.join("outside/secret");
+    write_file(&secret, b"the user's secret");
+    for title in [
+        secret.to_str().unwrap().to_string(),
+        "../outside/secret".to_string(),
+    ] {
+        let mut content = Content::new();
+        content.add_package(
+            REPO,
+            "v1",
+            &[("tool", b"tool"), (&title, b"the user's secret")],
+        );
+        let server = FakeServer::start(move |req: &Request| content.serve(req));
+        let reference = server.reference(&format!("{REPO}:v1"));
+        for dir in ["missing", "present"] {
+            if dir == "present" {
+                std::fs::create_dir_all(tmp.join(dir)).unwrap();
+            }
+            let out = run(&tmp, &["--verify", "-o", dir], &reference);
+            out.assert_error(1, "unsafe title");
+            assert!(
+                out.stdout.is_empty(),
+                "{dir}: {:?}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        assert!(
+            !tmp.join("missing").exists(),
+            "--verify created the directory"
+        );
+    }
+}
+
+#[test]
 fn verify_against_a_newer_version_says_different() {
     let (reg, _, _) = registry();
     let tmp = TempDir::new();

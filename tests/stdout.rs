@@ -175,6 +175,79 @@ fn a_blob_whose_reader_stops_early_is_a_failure() {
     }
 }
 
+#[test]
+fn a_closed_reader_is_one_error_from_every_source() {
+    let (server, tool) = registry(0);
+    let blob = server.reference(&format!("{REPO}@{}", digest_of(&tool)));
+    let tmp = TempDir::new();
+    let (code, stderr) = finish(
+        command(
+            tmp.path(),
+            &["--plain-http", "--cache", "c", "--cache-only", &blob],
+        )
+        .spawn()
+        .unwrap(),
+        "--cache-only",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let layout = format!("oci:c@{}", digest_of(&tool));
+    let asked = server.requests().len();
+    for args in [
+        vec!["--plain-http", "--cache", "c", "-o", "-", &blob],
+        vec!["-o", "-", &layout],
+    ] {
+        let (code, stderr, got) = closed_early(&tmp, &args, |reader| {
+            let mut ten = vec![0; 10];
+            reader.read_exact(&mut ten).unwrap();
+            ten
+        });
+        assert_eq!(got, tool[..10], "{args:?}");
+        assert_eq!(code, 1, "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        let reference = args.last().unwrap();
+        let line = stderr.lines().next().unwrap();
+        let prefix = format!("ocidl: {reference}: standard output was closed after ");
+        assert!(line.starts_with(&prefix), "{args:?}: {line}");
+        assert!(
+            line.ends_with(" bytes: the blob was not delivered whole"),
+            "{line}"
+        );
+    }
+    assert_eq!(server.requests().len(), asked, "the cache did not serve");
+}
+
+#[test]
+fn a_fifo_whose_reader_stops_early_is_named_in_the_error() {
+    let (server, tool) = registry(0);
+    let blob = server.reference(&format!("{REPO}@{}", digest_of(&tool)));
+    let tmp = TempDir::new();
+    let fifo = tmp.path().join("fifo");
+    crate::support::fifo::mkfifo(&fifo);
+    // `cat fifo | head -c 10`: opens, reads ten bytes, goes away.
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut ten = vec![0; 10];
+            File::open(&fifo).unwrap().read_exact(&mut ten).unwrap();
+            ten
+        })
+    };
+    let (code, stderr) = finish(
+        command(tmp.path(), &["--plain-http", "-o", "fifo", &blob])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+        "-o fifo",
+    );
+    assert_eq!(reader.join().unwrap(), tool[..10]);
+    assert_eq!(code, 1, "{stderr}");
+    let line = stderr.lines().find(|l| l.starts_with("ocidl: ")).unwrap();
+    assert!(
+        line.starts_with(&format!("ocidl: {blob}: fifo was closed after ")),
+        "{line}"
+    );
+}
+
 /// A registry with a package of `n` files (listed, never fetched), more than a pipe holds.
 fn big_listing(n: usize) -> FakeServer {
     let layers: Vec<_> = (0..n)

@@ -21,6 +21,7 @@ mod mirrors;
 mod network;
 mod output;
 mod pinned;
+mod planted;
 mod policy;
 mod proxies;
 mod pull;

@@ -303,6 +303,28 @@ fn names_longer_than_255_bytes_are_refused() {
     }
 }
 
+#[test]
+fn a_path_past_path_max_is_refused_before_any_blob() {
+    let deep = format!("{}/", "d".repeat(250)).repeat(16);
+    for title in [
+        // The path itself is over the limit, though each name is under 255 bytes.
+        format!("{deep}{}/f", "e".repeat(250)),
+        // The path fits; its temporary file's name, beside it, would not.
+        format!("{deep}{}/f", "e".repeat(68)),
+    ] {
+        let tmp = TempDir::new();
+        let server = serve(&layers(&["tool", &title]));
+        let out = pull(&tmp, &server);
+        let name = title.rsplit('/').next().unwrap();
+        let longest = "out/".len() + title.len() - name.len()
+            + name.len().max(".f.123456789abc.ocidl-partial".len());
+        assert!(longest > 4095, "{longest}");
+        let reason = format!("makes a path of {longest} bytes, past the system's limit of 4095");
+        assert_refused(&out, &server, &title, &reason);
+        assert_tree(tmp.path(), &[]);
+    }
+}
+
 /// Any character a terminal could act on, independently of ocidl's own list.
 fn is_control(c: char) -> bool {
     matches!(c,

@@ -12,6 +12,7 @@
 #![allow(dead_code)]
 
 pub mod fake;
+pub mod fifo;
 pub mod http;
 pub mod proxy;
 pub mod pty;
