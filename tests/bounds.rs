@@ -1,16 +1,14 @@
 //! Nothing waits without a bound and nothing grows without one (issue 8): a descriptor whose
 //! size is not the blob's, a body that trickles, a credential helper that hangs, prints too
-//! much or leaves a child behind, another ocidl's lock, endless tag pages, a token that is
+//! much or leaves a child behind, endless tag pages, a token that is
 //! not one. Each test asserts on the exit status, the message, and how often each server
 //! was asked; a run that would not end fails by the harness's timeout.
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -19,8 +17,8 @@ use crate::support::push::{empty_config, Layer, OCI_MANIFEST};
 use crate::support::run::{pull_plain, Ocidl, Output};
 use crate::support::script::scripted;
 use crate::support::{
-    assert_file, assert_no_temp_files, basic_auth, digest_of, partial_files, partial_name,
-    random_bytes, wait_until, write_file, TempDir,
+    assert_file, assert_no_temp_files, basic_auth, digest_of, partial_files, random_bytes,
+    wait_until, write_file, TempDir,
 };
 
 const REPO: &str = "x/y";
@@ -310,78 +308,6 @@ fn a_helper_whose_child_keeps_its_output_open_still_answers() {
     kill(&read_pid(&pidfile));
     out.assert_success();
     assert_file(&tmp.join("out/tool"), b"the tool");
-}
-
-/// Holds the lock on `tool`'s temporary file in `out`, as another ocidl would.
-fn hold_lock(tmp: &TempDir, data: &[u8]) -> (fs::File, std::path::PathBuf) {
-    let path = tmp
-        .mkdir("out")
-        .join(partial_name("tool", &digest_of(data)));
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
-    file.lock().unwrap();
-    (file, path)
-}
-
-#[test]
-fn a_lock_held_without_progress_is_given_up() {
-    let tmp = TempDir::new();
-    let data = b"the tool".to_vec();
-    let mut content = Content::new();
-    content.add_package(REPO, "t", &[("tool", &data)]);
-    let server = FakeServer::start(move |req| content.serve(req));
-    let (_held, path) = hold_lock(&tmp, &data);
-    let out = pull(&tmp, &server, &["--timeout", "1"]);
-    assert!(
-        out.stderr
-            .contains("waiting for another ocidl writing out/tool"),
-        "{}",
-        out.stderr
-    );
-    let line = out.assert_error(
-        1,
-        "another ocidl holds this file and made no progress for 1 s",
-    );
-    assert!(
-        line.contains(&path.file_name().unwrap().to_string_lossy().to_string()),
-        "{line}"
-    );
-    assert_eq!(blob_gets(&server), 0);
-}
-
-#[test]
-fn a_lock_held_by_one_that_makes_progress_is_waited_for() {
-    let tmp = TempDir::new();
-    let data = b"the tool".to_vec();
-    let mut content = Content::new();
-    content.add_package(REPO, "t", &[("tool", &data)]);
-    let server = FakeServer::start(move |req| content.serve(req));
-    let (mut held, path) = hold_lock(&tmp, &data);
-    // Longer than --timeout, but writing all the while; then done, as an ocidl that renamed
-    // its file away would be.
-    let holder = thread::spawn(move || {
-        let until = Instant::now() + Duration::from_millis(2500);
-        while Instant::now() < until {
-            held.write_all(b".").unwrap();
-            thread::sleep(Duration::from_millis(200));
-        }
-        fs::remove_file(&path).unwrap();
-        drop(held);
-    });
-    let out = pull(&tmp, &server, &["--timeout", "1"]);
-    holder.join().unwrap();
-    assert!(
-        out.stderr.contains("waiting for another ocidl"),
-        "{}",
-        out.stderr
-    );
-    out.assert_success();
-    assert_file(&tmp.join("out/tool"), &data);
 }
 
 /// A tag list whose every page is `page` with a `Link` to one more: `--tags` must stop at the

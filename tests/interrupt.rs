@@ -7,20 +7,22 @@
 //! the process if a test fails first, so none outlives its test.
 
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::FileTypeExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::thread;
+use std::time::{Duration, Instant};
 
-use crate::support::fake::Response;
+use crate::support::fake::{Content, FakeServer, Response};
 use crate::support::fifo::{mkfifo, FifoReader};
 use crate::support::run::{ocidl, Output};
-use crate::support::script::{cut, scripted, Scripted, BIG, SMALL};
+use crate::support::script::{cut, scripted, Scripted, BIG, REPO, SMALL};
 use crate::support::{
-    assert_file, assert_no_temp_files, assert_tree, file_len, partial_name, random_bytes,
-    read_file, wait_until, write_file, TempDir,
+    assert_file, assert_no_temp_files, assert_tree, digest_of, file_len, partial_name,
+    random_bytes, read_file, wait_until, write_file, TempDir,
 };
 
 const STOPPED: &str = "ocidl: stopped by a signal; what was downloaded is kept in \
@@ -372,4 +374,106 @@ fn impossible_output_directory_is_one_clear_error() {
     assert_file(&tmp.join("plain"), b"a file, not a directory");
     assert_tree(tmp.path(), &["plain"]);
     assert_no_temp_files(tmp.path());
+}
+
+// ---- another ocidl holding a temporary file -------------------------------------------
+
+/// A package of `tool` (`data`) and `tool.json`, served at once.
+fn two_files(data: &[u8]) -> (FakeServer, String) {
+    let mut content = Content::new();
+    content.add_package(REPO, "t", &[("tool", data), ("tool.json", b"{}")]);
+    let server = FakeServer::start(move |req| content.serve(req));
+    let reference = server.reference(&format!("{REPO}:t"));
+    (server, reference)
+}
+
+/// Locks `name`'s temporary file in `dir`, as another ocidl writing it would.
+fn hold_lock(dir: &Path, name: &str, data: &[u8]) -> (fs::File, PathBuf) {
+    fs::create_dir_all(dir).unwrap();
+    let path = dir.join(partial_name(name, &digest_of(data)));
+    let file = fs::OpenOptions::new()
+        .create_new(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    file.lock().unwrap();
+    (file, path)
+}
+
+fn blob_gets(server: &FakeServer) -> usize {
+    server.requests_to(&format!("/v2/{REPO}/blobs/")).len()
+}
+
+#[test]
+fn a_lock_held_without_progress_is_given_up() {
+    let tmp = TempDir::new();
+    let data = b"the tool".to_vec();
+    let (server, reference) = two_files(&data);
+    let (_held, path) = hold_lock(&tmp.join("out"), "tool", &data);
+    let out = ocidl(tmp.path())
+        .args(["--plain-http", "-o", "out", "--timeout", "1", &reference])
+        .run();
+    assert!(
+        out.stderr
+            .contains("waiting for another ocidl writing out/tool"),
+        "{}",
+        out.stderr
+    );
+    let line = out.assert_error(
+        1,
+        "another ocidl holds this file and made no progress for 1 s",
+    );
+    assert!(
+        line.contains(&path.file_name().unwrap().to_string_lossy().to_string()),
+        "{line}"
+    );
+    assert_eq!(blob_gets(&server), 0);
+}
+
+#[test]
+fn a_lock_held_by_one_that_makes_progress_is_waited_for() {
+    let data = b"the tool".to_vec();
+    // The holder writes the locked file itself, or another file of the package (as an ocidl
+    // staging the package does: its first file done and locked, its second one growing).
+    for grows in ["tool", "tool.json"] {
+        let tmp = TempDir::new();
+        let (_server, reference) = two_files(&data);
+        let (held, path) = hold_lock(&tmp.join("out"), "tool", &data);
+        let growing = tmp.join("out").join(partial_name(
+            grows,
+            &digest_of(match grows {
+                "tool" => &data[..],
+                _ => b"{}",
+            }),
+        ));
+        // Longer than --timeout, but writing all the while; then done, as an ocidl that
+        // renamed its files away would be.
+        let holder = thread::spawn(move || {
+            let mut file = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&growing)
+                .unwrap();
+            let until = Instant::now() + Duration::from_millis(2500);
+            while Instant::now() < until {
+                file.write_all(b".").unwrap();
+                thread::sleep(Duration::from_millis(200));
+            }
+            let _ = fs::remove_file(&growing);
+            let _ = fs::remove_file(&path);
+            drop(held);
+        });
+        let out = ocidl(tmp.path())
+            .args(["--plain-http", "-o", "out", "--timeout", "1", &reference])
+            .run();
+        holder.join().unwrap();
+        assert!(
+            out.stderr.contains("waiting for another ocidl"),
+            "{grows}: {}",
+            out.stderr
+        );
+        out.assert_success();
+        assert_file(&tmp.join("out/tool"), &data);
+    }
 }
