@@ -57,6 +57,14 @@ platform="linux/$arch${variant:+/$variant}"
 
 [ -n "$dir" ] || if [ "$(id -u)" = 0 ]; then dir=/usr/local/bin; else dir="${HOME:?}/.local/bin"; fi
 
+# The binary is renamed over DIR/ocidl. A directory there, or a symlink to one, would take it
+# in instead: refused, here and again just before the rename. Anything else there (a file, a
+# symlink, dangling or to a file elsewhere) is replaced by the rename, never written through.
+refuse_directory() {
+	[ ! -d "$dir/ocidl" ] || fail "$dir/ocidl" "is a directory (or a link to one): not replaced"
+}
+refuse_directory
+
 scheme=https
 case "$image" in
 http://*) scheme=http image="${image#http://}" ;;
@@ -250,6 +258,7 @@ got="$(wc -c <"$tmp/ocidl" | tr -d ' ')"
 	fail "$image" "the binary for $platform does not match its sha256 (sha256:$blob)"
 
 chmod 755 "$tmp/ocidl" || fail "$dir/ocidl" "cannot make it executable"
+refuse_directory
 mv -f "$tmp/ocidl" "$dir/ocidl" || fail "$dir/ocidl" "cannot rename it into place"
 made_dir=
 echo "installed $dir/ocidl ($platform, sha256:$(echo "$blob" | cut -c1-12))"

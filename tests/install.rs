@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{symlink, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -18,7 +18,9 @@ use crate::support::fake::{FakeServer, Request, Response};
 use crate::support::registry::Registry;
 use crate::support::script::cut;
 use crate::support::token::TokenService;
-use crate::support::{assert_file, assert_tree, random_bytes, sha256_hex, write_file, TempDir};
+use crate::support::{
+    assert_file, assert_tree, list_tree, random_bytes, sha256_hex, write_file, TempDir,
+};
 
 const VERSION: &str = "9.8.7";
 
@@ -754,5 +756,78 @@ fn a_write_that_fails_after_200_is_a_failure() {
         assert_refused(&run.out, &why);
         assert_file(&dir.join("ocidl"), b"the old one");
         assert_tree(&dir, &["ocidl"]);
+    }
+}
+
+/// `DIR/ocidl` that is a directory, a symlink to one, or a directory made there during the
+/// download: refused with one line, nothing in it or beside it changed. The first two are
+/// refused before any request.
+#[test]
+fn a_directory_at_dir_ocidl_is_refused() {
+    let tmp = TempDir::new();
+    let (reg, _) = published(&tmp);
+    for with_curl in [false, true] {
+        let path = applets(&tmp, with_curl);
+        for case in ["directory", "symlink", "made during the download"] {
+            let dir = tmp.mkdir(&format!("{case}-{with_curl}/bin"));
+            let elsewhere = tmp.mkdir(&format!("{case}-{with_curl}/elsewhere"));
+            write_file(&elsewhere.join("keep"), b"kept");
+            let plant = dir.join("ocidl");
+            match case {
+                "directory" => write_file(&plant.join("keep"), b"kept"),
+                "symlink" => symlink(&elsewhere, &plant).unwrap(),
+                _ => {}
+            }
+            let late = (case == "made during the download").then(|| plant.clone());
+            let server = front(&reg, move |req| {
+                if let (true, Some(plant)) = (is_blob(req), &late) {
+                    write_file(&plant.join("keep"), b"kept");
+                }
+                None
+            });
+            let image = format!("http://{}/ci/ocidl:v1", server.host());
+            let parent = dir.parent().unwrap();
+            let before = list_tree(parent);
+            let out = install(&path, &dir, &image, &[("OCIDL_ARCH", "x86_64")]);
+            assert_refused(&out, &format!("{}: is a directory", plant.display()));
+            if case != "made during the download" {
+                assert_eq!(server.requests().len(), 0, "{case}: asked the registry");
+                assert_eq!(list_tree(parent), before, "{case}: changed");
+            }
+            assert_tree(&elsewhere, &["keep"]);
+            assert_file(&elsewhere.join("keep"), b"kept");
+            if case == "symlink" {
+                assert_eq!(fs::read_link(&plant).unwrap(), elsewhere);
+                assert_tree(&dir, &["ocidl"]);
+            } else {
+                assert_tree(&dir, &["ocidl", "ocidl/keep"]);
+                assert_file(&plant.join("keep"), b"kept");
+            }
+        }
+    }
+}
+
+/// A symlink at `DIR/ocidl`, to a file elsewhere or dangling, is replaced by the binary, never
+/// written through: the file it pointed to stays as it was.
+#[test]
+fn a_symlink_at_dir_ocidl_is_replaced_not_written_through() {
+    let tmp = TempDir::new();
+    let (reg, release) = published(&tmp);
+    let image = format!("http://{}/ci/ocidl:v1", reg.host());
+    let elsewhere = tmp.mkdir("elsewhere");
+    write_file(&elsewhere.join("precious"), b"precious");
+    for with_curl in [false, true] {
+        let path = applets(&tmp, with_curl);
+        for (case, target) in [("file", "precious"), ("dangling", "missing")] {
+            let dir = tmp.mkdir(&format!("{case}-{with_curl}"));
+            symlink(elsewhere.join(target), dir.join("ocidl")).unwrap();
+            let out = install(&path, &dir, &image, &[("OCIDL_ARCH", "x86_64")]);
+            assert_eq!(out.status.code(), Some(0), "{case}");
+            let kind = fs::symlink_metadata(dir.join("ocidl")).unwrap().file_type();
+            assert!(kind.is_file(), "{case}: DIR/ocidl is {kind:?}");
+            assert_installed(&dir, &release[0].1);
+            assert_tree(&elsewhere, &["precious"]);
+            assert_file(&elsewhere.join("precious"), b"precious");
+        }
     }
 }
