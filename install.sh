@@ -79,19 +79,35 @@ api="$scheme://$host/v2/$path"
 protocols='=http,https' redirects='=https'
 [ "$scheme" = http ] && redirects='=http,https'
 
+# DIR with its last N-1 levels taken off: level 1 is DIR, level 2 its parent, and so on.
+level() {
+	at="$dir" up="$1"
+	while [ "$up" -gt 1 ]; do at="$(dirname "$at")" up=$((up - 1)); done
+	printf '%s\n' "$at"
+}
+
 # Everything is written under one temporary directory beside the target, so the final step
-# is a rename, and an error or a signal removes all of it (and DIR, if this run made it).
-made_dir=
+# is a rename, and an error or a signal removes all of it, and each level of DIR this run
+# made, deepest first, as long as it is empty.
+made=
 cleanup() {
 	[ -n "${tmp:-}" ] && rm -rf "$tmp"
-	[ -n "$made_dir" ] && rmdir "$dir" 2>/dev/null
+	for made_level in $made; do rmdir "$(level "$made_level")" 2>/dev/null; done
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
-if [ ! -d "$dir" ]; then
-	mkdir -p "$dir" 2>/dev/null || fail "$dir" "cannot create the directory"
-	made_dir=1
-fi
+# The levels of DIR that are missing (up to 64) are made one at a time, top first, and each
+# one this run made is recorded: `made` lists them deepest first, as `cleanup` removes them.
+missing=0
+while [ "$missing" -lt 64 ] && [ ! -d "$(level $((missing + 1)))" ]; do missing=$((missing + 1)); done
+while [ "$missing" -gt 0 ]; do
+	if mkdir "$(level "$missing")" 2>/dev/null; then
+		made="$missing $made"
+	elif [ ! -d "$(level "$missing")" ]; then
+		fail "$dir" "cannot create the directory"
+	fi
+	missing=$((missing - 1))
+done
 tmp="$(mktemp -d "$dir/.ocidl-install.XXXXXX" 2>/dev/null)" || fail "$dir" "not writable"
 
 if command -v curl >/dev/null 2>&1; then downloader=curl
@@ -260,7 +276,7 @@ got="$(wc -c <"$tmp/ocidl" | tr -d ' ')"
 chmod 755 "$tmp/ocidl" || fail "$dir/ocidl" "cannot make it executable"
 refuse_directory
 mv -f "$tmp/ocidl" "$dir/ocidl" || fail "$dir/ocidl" "cannot rename it into place"
-made_dir=
+made=
 echo "installed $dir/ocidl ($platform, sha256:$(echo "$blob" | cut -c1-12))"
 case ":${PATH:-}:" in
 *":$dir:"*) ;;

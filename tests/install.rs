@@ -831,3 +831,46 @@ fn a_symlink_at_dir_ocidl_is_replaced_not_written_through() {
         }
     }
 }
+
+/// `-d` with several levels missing: a failure removes every level the run made, deepest
+/// first, and none that was there before, even an empty one. A failure while making them
+/// (a name too long for the file system) removes the levels made so far; a success keeps
+/// them all.
+#[test]
+fn a_failure_removes_every_directory_level_it_made() {
+    let tmp = TempDir::new();
+    let (reg, release) = published(&tmp);
+    let image = format!("http://{}/ci/ocidl:v1", reg.host());
+    let missing = format!("http://{}/ci/ocidl:v2", reg.host());
+    let long = "x".repeat(300);
+    for with_curl in [false, true] {
+        let path = applets(&tmp, with_curl);
+        let root = tmp.mkdir(&format!("root-{with_curl}"));
+        write_file(&root.join("keep/file"), b"kept");
+        fs::create_dir(root.join("keep/empty")).unwrap();
+        let before = list_tree(&root);
+        for (target, image, word) in [
+            ("a/b/c", &missing, "HTTP"),
+            ("keep/a/b/c", &missing, "HTTP"),
+            ("keep/empty/a/b", &missing, "HTTP"),
+            (
+                &format!("a/b/{long}/c"),
+                &image,
+                "cannot create the directory",
+            ),
+        ] {
+            let env = [("OCIDL_ARCH", "x86_64")];
+            let out = install(&path, &root.join(target), image, &env);
+            assert_refused(&out, word);
+            assert_eq!(list_tree(&root), before, "-d {target}: left levels");
+        }
+        let out = install(
+            &path,
+            &root.join("a/b/c"),
+            &image,
+            &[("OCIDL_ARCH", "x86_64")],
+        );
+        assert_eq!(out.status.code(), Some(0));
+        assert_installed(&root.join("a/b/c"), &release[0].1);
+    }
+}
