@@ -96,6 +96,10 @@ pub enum Delivery {
     ResetAfter { after: usize },
     /// No answer at all: the connection is reset as soon as the request is read.
     Reset,
+    /// The head without a `Content-Length` (the body ends when the connection does), then
+    /// the body over and over until the client goes away or the server stops: a body that
+    /// never ends.
+    Endless,
 }
 
 impl Response {
@@ -217,6 +221,11 @@ impl Response {
     /// The head and the first `after` body bytes, then a TCP reset.
     pub fn reset_after(self, after: usize) -> Response {
         self.delivery(Delivery::ResetAfter { after })
+    }
+
+    /// No `Content-Length`, and the body repeated for as long as the client reads.
+    pub fn endless(self) -> Response {
+        self.delivery(Delivery::Endless)
     }
 }
 
@@ -438,9 +447,11 @@ fn write_response(
     for (name, value) in &response.headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
-    head.push_str(&format!(
-        "Content-Length: {length}\r\nConnection: close\r\n\r\n"
-    ));
+    let endless = matches!(response.delivery, Delivery::Endless);
+    if !endless {
+        head.push_str(&format!("Content-Length: {length}\r\n"));
+    }
+    head.push_str("Connection: close\r\n\r\n");
     stream.write_all(head.as_bytes())?;
     if request.method == "HEAD" {
         stream.flush()?;
@@ -482,6 +493,14 @@ fn write_response(
             // (an RST discards what the peer has not read yet on some stacks).
             thread::sleep(Duration::from_millis(50));
             return Ok(Ending::Reset);
+        }
+        Delivery::Endless => {
+            let piece: &[u8] = if body.is_empty() { b"endless " } else { body };
+            // Ends with an error once the client closes its end (or after the write
+            // timeout, when it stops reading).
+            while !stop.load(Ordering::SeqCst) {
+                stream.write_all(piece)?;
+            }
         }
     }
     stream.flush()?;
