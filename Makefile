@@ -24,7 +24,7 @@ QEMU_riscv64 := qemu-riscv64-static
 QEMU_i686    := qemu-i386-static
 DIST      := $(CURDIR)/dist
 
-.PHONY: all build static test test-deps musl-deps demo bench fuzz clean
+.PHONY: all build static test lint test-deps musl-deps demo bench fuzz clean
 .PHONY: cross tiny test-qemu test-tiny qemu-deps publish test-install
 
 all: build
@@ -41,6 +41,14 @@ static: musl-deps
 
 test: test-deps
 	cargo test
+
+# What CI refuses, as the field's projects do: code rustfmt would change (fuzz targets too),
+# and any clippy warning in the library, the binary, the tests and the bench.
+lint:
+	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy rustfmt
+	cargo fmt --check
+	cd fuzz && cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
 
 # The main job: a local registry, a pkgforge-shaped package published to it, and the release
 # ocidl pulling it, printed as a terminal session (see tests/demo/main.rs).
