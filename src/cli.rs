@@ -67,7 +67,10 @@ REGISTRY:
         --insecure        do not verify TLS certificates (says so on every run)
         --mirror [http://]HOST[:PORT][/PATH]
                           try this mirror first, for every reference (repeatable; also
-                          OCIDL_MIRROR, comma-separated); registries.conf mirrors come next
+                          OCIDL_MIRROR, comma-separated); registries.conf mirrors come next.
+                          It serves what a digest names; tags are asked of the registry
+        --mirror-tags     let --mirror mirrors say what a tag means too (also
+                          OCIDL_MIRROR_TAGS=1): their answer cannot be verified
     -u, --username USER   log in as USER; the password (or token) is read from stdin
         --password-stdin  read the password from standard input (needs --username)
 
@@ -133,6 +136,8 @@ pub struct Args {
     pub exclude: Vec<Glob>,
     /// `--mirror`: tried before the registry for every reference.
     pub mirrors: Vec<String>,
+    /// `--mirror-tags`: those mirrors may answer tags too.
+    pub mirror_tags: bool,
     /// `--cache`: an OCI image layout that keeps what is fetched.
     pub cache: Option<PathBuf>,
 }
@@ -187,6 +192,7 @@ pub fn parse_args(mut parser: lexopt::Parser) -> Result<Command> {
     let mut exclude = Vec::new();
     let mut defaults = Defaults::default();
     let mut mirrors = Vec::new();
+    let mut mirror_tags = false;
     let mut cache = None;
 
     while let Some(arg) = parser.next()? {
@@ -212,6 +218,7 @@ pub fn parse_args(mut parser: lexopt::Parser) -> Result<Command> {
             Long("speed-limit") => speed_limit = number(&mut parser, "--speed-limit")?,
             Long("insecure") => insecure = true,
             Long("mirror") => mirrors.push(utf8(parser.value()?, "--mirror")?),
+            Long("mirror-tags") => mirror_tags = true,
             Short('q') | Long("quiet") => quiet = true,
             Long("json") => json = true,
             Long("list") => modes.push(Mode::List),
@@ -306,6 +313,7 @@ pub fn parse_args(mut parser: lexopt::Parser) -> Result<Command> {
         include,
         exclude,
         mirrors,
+        mirror_tags,
         cache,
     }))
 }

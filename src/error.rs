@@ -153,6 +153,24 @@ impl Error {
         }
     }
 
+    /// A source that failed this way will fail again in this run: it could not be reached,
+    /// answered as a broken server does, or served what did not verify. A mirror that did
+    /// is not asked again (a 404 or a refusal is about one repository, not the mirror).
+    pub fn is_dead_source(&self) -> bool {
+        match self {
+            Error::Kept { source, .. } | Error::Layer { source, .. } => source.is_dead_source(),
+            Error::Connect { .. }
+            | Error::Tls { .. }
+            | Error::Network(_)
+            | Error::BodyCut(_)
+            | Error::Redirect(_)
+            | Error::DigestMismatch { .. }
+            | Error::SizeMismatch { .. } => true,
+            Error::Status { status, .. } => status.starts_with('5'),
+            _ => false,
+        }
+    }
+
     /// A closed stdout (`ocidl ... -o - | head -c1`) is the reader's choice, not a failure.
     pub fn is_broken_pipe(&self) -> bool {
         matches!(self, Error::Stdout(e) if e.kind() == io::ErrorKind::BrokenPipe)

@@ -18,10 +18,11 @@ use ocidl::net::mirrors::Mirrors;
 use ocidl::net::registry::Client;
 use ocidl::net::transport::Transport;
 use ocidl::progress::{self, Progress};
-use ocidl::pull;
+use ocidl::pull::{Puller, Report};
 use ocidl::reference::{Reference, Target};
+use ocidl::report::Printer;
 use ocidl::settings::Settings;
-use ocidl::{sys, text};
+use ocidl::sys;
 
 const EXIT_FAILURE: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -72,7 +73,7 @@ fn run(settings: Settings) -> Result<u8> {
     let mut client = Client::new(Transport::new(transport)?, credentials);
     // An `oci:` pull asks no registry, so it needs no registries.conf.
     let mirrors = match references.iter().any(|r| r.repository().is_some()) {
-        true => Mirrors::load(&mirrors.extra, &mirrors.files)?,
+        true => Mirrors::load(&mirrors.extra, mirrors.extra_tags, &mirrors.files)?,
         false => Mirrors::default(),
     };
     let mut progress = Progress::new(quiet);
@@ -86,7 +87,8 @@ fn run(settings: Settings) -> Result<u8> {
             None
         }
     };
-    let mut documents = Vec::new();
+    let mut printer = Printer::new(job.json, job.mode);
+    let mut puller = Puller::new(&mut client, cache.as_ref(), &job, &mut progress);
     let mut worst = 0;
     for reference in &references {
         let by_digest = !matches!(reference.target(), Target::Tag(_));
@@ -95,32 +97,30 @@ fn run(settings: Settings) -> Result<u8> {
             None => Ok(Vec::new()),
         };
         let (done, result) = match sources {
-            Ok(sources) => pull::run(
-                &mut client,
-                reference,
-                &sources,
-                cache.as_ref(),
-                &job,
-                &mut progress,
-            ),
-            Err(e) => (pull::Report::default(), Err(e)),
+            Ok(sources) => {
+                let mut tags = |page: &[String]| printer.tags(reference, page);
+                puller.run(reference, &sources, &mut tags)
+            }
+            Err(e) => (Report::default(), Err(e)),
         };
         if let Err(e) = &result {
-            worst = worst.max(report(Some(reference), e));
-        }
-        if job.json {
-            documents.push(done.to_json(reference, job.mode, result.as_ref().err()));
-        } else if let Mode::List | Mode::Tags | Mode::Verify = job.mode {
-            if let Err(e) = print(&done.lines(job.mode).join("\n")) {
-                return Ok(worst.max(report(None, &e)));
+            // A listing that could not be written is not about the reference listed.
+            let about = match (e, job.mode) {
+                (Error::Stdout(_), Mode::Tags) => None,
+                _ => Some(reference),
+            };
+            worst = worst.max(report(about, e));
+            // Standard output is gone: nothing more can be said on it.
+            if let Error::Stdout(_) = e {
+                return Ok(worst);
             }
         }
-    }
-    if job.json {
-        let json = serde_json::json!({ "references": documents }).to_string();
-        if let Err(e) = print(&text::escape_json(&json)) {
+        if let Err(e) = printer.done(reference, &done, result.as_ref().err()) {
             return Ok(worst.max(report(None, &e)));
         }
+    }
+    if let Err(e) = printer.finish() {
+        return Ok(worst.max(report(None, &e)));
     }
     progress.summary();
     Ok(worst)
@@ -129,9 +129,6 @@ fn run(settings: Settings) -> Result<u8> {
 /// Prints lines of output to stdout. A reader that has gone (`| head`) is its own business;
 /// any other failure (`> /dev/full`) is an error.
 fn print(text: &str) -> Result<()> {
-    if text.is_empty() {
-        return Ok(());
-    }
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.write_all(b"\n"))

@@ -1,7 +1,8 @@
 //! What one reference gave, as `main` prints it: status lines went out as it happened; the
-//! `Report` holds the files (written, up to date, listed, cached, checked) or the tags, for
-//! `--list`, `--tags`, `--verify` and `--json`.
+//! `Report` holds the files (written, up to date, listed, cached, checked), for `--list`,
+//! `--verify` and `--json`; the `Printer` writes stdout, `--tags` pages as they arrive.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
@@ -9,18 +10,22 @@ use serde_json::{json, Value};
 use crate::cli::Mode;
 use crate::content::digest::Digest;
 use crate::content::manifest::Descriptor;
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::progress::{human_size, Progress};
 use crate::reference::Reference;
-use crate::text::escape;
+use crate::text::{escape, escape_json};
 
 /// What one reference gave: its files (written, up to date, or listed) or its tags.
 #[derive(Debug, Default)]
 pub struct Report {
     pub files: Vec<File>,
-    pub tags: Vec<String>,
     /// The digest of the manifest (or index) the reference resolved to: what pins it.
     pub manifest: Option<Digest>,
+    /// Who said what the manifest is: the registry's repository, a mirror's, or `oci:PATH`.
+    pub source: Option<String>,
+    /// Where the files came from when that is not the reference's own repository (a mirror,
+    /// a remapped location): said on every status line.
+    pub via: Option<String>,
 }
 
 #[derive(Debug)]
@@ -83,9 +88,10 @@ impl Report {
             Some(p) => p.strip_prefix(".").unwrap_or(p).display().to_string(),
             None => "(stdout)".to_string(),
         };
-        let note = match status {
-            Status::UpToDate => "  up to date",
-            _ => "",
+        let note = match (status, &self.via) {
+            (Status::UpToDate, _) => "  up to date".to_string(),
+            (_, Some(via)) => format!("  from {via}"),
+            (_, None) => String::new(),
         };
         progress.note(format_args!(
             "{shown}  {}  {}{note}",
@@ -108,8 +114,11 @@ impl Report {
         if let Some(manifest) = &self.manifest {
             doc["manifest"] = json!(manifest.to_string());
         }
+        if let Some(source) = &self.source {
+            doc["source"] = json!(source);
+        }
         if mode == Mode::Tags {
-            doc["tags"] = json!(self.tags);
+            doc["tags"] = json!([]);
         } else {
             doc["files"] = self.files.iter().map(File::to_json).collect();
         }
@@ -119,12 +128,11 @@ impl Report {
         doc
     }
 
-    /// `--list` and `--tags` without `--json`: one record a line, tab-separated, on stdout.
-    /// A tab or newline a registry put in a title, tag or media type is escaped, so it can
-    /// neither add a column nor a line.
+    /// `--list` and `--verify` without `--json`: one record a line, tab-separated, on stdout.
+    /// A tab or newline a registry put in a title or media type is escaped, so it can neither
+    /// add a column nor a line.
     pub fn lines(&self, mode: Mode) -> Vec<String> {
         match mode {
-            Mode::Tags => self.tags.iter().map(|t| escape(t).into_owned()).collect(),
             Mode::Verify => self
                 .files
                 .iter()
@@ -188,5 +196,120 @@ impl File {
             file["mediaType"] = json!(media_type);
         }
         file
+    }
+}
+
+/// Standard output: a listing's lines, or `--json`'s one document, written as each reference
+/// is done and, for `--tags`, as each page arrives, so memory holds one page of a tag list
+/// whatever its length. A reader that has gone (`| head`) is `main`'s to forgive; any other
+/// failure (`> /dev/full`) is an error.
+pub struct Printer {
+    json: bool,
+    mode: Mode,
+    /// A write failed: nothing more is written, and the failure is said once.
+    failed: bool,
+    /// References written into the JSON document so far.
+    written: usize,
+    /// The JSON document of the reference whose tags are being written is open.
+    open: bool,
+}
+
+impl Printer {
+    pub fn new(json: bool, mode: Mode) -> Printer {
+        Printer {
+            json,
+            mode,
+            failed: false,
+            written: 0,
+            open: false,
+        }
+    }
+
+    /// A page of `reference`'s tags.
+    pub fn tags(&mut self, reference: &Reference, page: &[String]) -> Result<()> {
+        if !self.json {
+            let lines: Vec<String> = page.iter().map(|t| escape(t).into_owned()).collect();
+            return self.write(&lines.join("\n"), true);
+        }
+        if page.is_empty() {
+            return Ok(());
+        }
+        let mut text = String::new();
+        if !self.open {
+            let mut doc =
+                json!({ "reference": reference.to_string(), "name": reference.name() }).to_string();
+            doc.pop();
+            text = format!("{}{doc},\"tags\":[", self.separator());
+        } else {
+            text.push(',');
+        }
+        self.open = true;
+        let page = serde_json::to_string(page).unwrap_or_default();
+        text.push_str(&page[1..page.len() - 1]);
+        self.write(&escape_json(&text), false)
+    }
+
+    /// One reference is done: its record (lines, or its part of the document).
+    pub fn done(
+        &mut self,
+        reference: &Reference,
+        report: &Report,
+        error: Option<&Error>,
+    ) -> Result<()> {
+        if !self.json {
+            return match self.mode {
+                Mode::List | Mode::Verify => {
+                    let lines = report.lines(self.mode).join("\n");
+                    self.write(&lines, true)
+                }
+                _ => Ok(()),
+            };
+        }
+        let text = match std::mem::take(&mut self.open) {
+            true => match error {
+                Some(e) => format!("],\"error\":{}}}", json!(e.to_string())),
+                None => "]}".to_string(),
+            },
+            false => {
+                let doc = report.to_json(reference, self.mode, error).to_string();
+                format!("{}{doc}", self.separator())
+            }
+        };
+        self.write(&escape_json(&text), false)
+    }
+
+    /// The end of the run: the document closed.
+    pub fn finish(&mut self) -> Result<()> {
+        if !self.json {
+            return Ok(());
+        }
+        let opening = match self.written {
+            0 => "{\"references\":[",
+            _ => "",
+        };
+        self.write(&format!("{opening}]}}"), true)
+    }
+
+    /// `text` on stdout, and a newline when `line` (an empty line is not printed).
+    fn write(&mut self, text: &str, line: bool) -> Result<()> {
+        if text.is_empty() || self.failed {
+            return Ok(());
+        }
+        let mut out = std::io::stdout().lock();
+        let written = out
+            .write_all(text.as_bytes())
+            .and_then(|()| if line { out.write_all(b"\n") } else { Ok(()) })
+            .and_then(|()| out.flush());
+        self.failed = written.is_err();
+        written.map_err(Error::Stdout)
+    }
+
+    /// What comes before the next reference's document: the document's start, or a comma.
+    fn separator(&mut self) -> &'static str {
+        self.written += 1;
+        match self.written {
+            1 => "{\"references\":[",
+            _ => ",",
+        }
     }
 }

@@ -3,9 +3,10 @@
 //! below take them, and nothing below `main` reads the command line or the environment.
 //!
 //! Every environment variable ocidl reads is read here: `OCIDL_CACHE`, `OCIDL_MIRROR`,
-//! `OCIDL_USERNAME`/`OCIDL_PASSWORD`, `DOCKER_CONFIG`, `REGISTRY_AUTH_FILE`,
-//! `XDG_RUNTIME_DIR`, `HOME`, `CONTAINERS_REGISTRIES_CONF`, `SSL_CERT_FILE`, `SSL_CERT_DIR`,
-//! and the proxy variables (`net/proxy.rs` says how they are read).
+//! `OCIDL_MIRROR_TAGS`, `OCIDL_USERNAME`/`OCIDL_PASSWORD`, `DOCKER_CONFIG`,
+//! `REGISTRY_AUTH_FILE`, `XDG_RUNTIME_DIR`, `HOME`, `CONTAINERS_REGISTRIES_CONF`,
+//! `SSL_CERT_FILE`, `SSL_CERT_DIR`, and the proxy variables (`net/proxy.rs` says how they
+//! are read).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -43,6 +44,8 @@ impl Job {
 pub struct MirrorSettings {
     /// `--mirror`, then `OCIDL_MIRROR` (comma-separated): before any from the files.
     pub extra: Vec<String>,
+    /// `--mirror-tags` or `OCIDL_MIRROR_TAGS=1`: those may answer tags too.
+    pub extra_tags: bool,
     /// registries.conf files, in the order they are read.
     pub files: Vec<PathBuf>,
 }
@@ -132,6 +135,7 @@ impl Settings {
             .collect();
         let mirrors = MirrorSettings {
             extra,
+            extra_tags: args.mirror_tags || text("OCIDL_MIRROR_TAGS").is_some_and(|v| v == "1"),
             files: mirrors::config_files(path("CONTAINERS_REGISTRIES_CONF"), home),
         };
 

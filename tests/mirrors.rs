@@ -13,8 +13,8 @@ use crate::support::fake::{Content, FakeServer, Request, Response};
 use crate::support::registry::{Options, Registry};
 use crate::support::run::{ocidl, Ocidl, Output};
 use crate::support::{
-    assert_files, assert_no_temp_files, assert_tree, basic_auth, digest_of, file_refs, free_port,
-    random_bytes, wait_until, write_file, TempDir,
+    assert_file, assert_files, assert_no_temp_files, assert_tree, basic_auth, digest_of, file_refs,
+    free_port, random_bytes, wait_until, write_file, TempDir,
 };
 
 const REPO: &str = "pkgforge/bincache/tool";
@@ -93,7 +93,10 @@ fn a_pull_through_cache_serves_the_pull_and_outlives_its_upstream() {
             >= 2,
         "{through_cache:?}"
     );
-    assert!(!out.stderr.contains("mirror "), "{}", out.stderr);
+    // The mirror was not skipped, and the user is told it said what the tag means.
+    assert!(!out.stderr.contains("; trying "), "{}", out.stderr);
+    let said = format!("as mirror {} says", cache.host());
+    assert!(out.stderr.contains(&said), "{}", out.stderr);
 
     // The cache stores what it passed on in the background: wait for it, then take the
     // upstream away; the cache still has the package.
@@ -224,14 +227,25 @@ fn recording_mirror() -> FakeServer {
     FakeServer::start(move |req| content.serve(req))
 }
 
+/// A registry that answers what its tag means and refuses everything else.
+fn tag_only_registry() -> FakeServer {
+    let mut content = Content::new();
+    content.add_package(REPO, TAG, &file_refs(&files()));
+    let tag = format!("/v2/{REPO}/manifests/{TAG}");
+    FakeServer::start(move |req: &Request| match req.path() == tag {
+        true => content.serve(req),
+        false => Response::error(500, "NO", "must not be asked"),
+    })
+}
+
 #[test]
-fn mirror_flag_and_variable_come_first_and_the_registry_is_not_asked() {
+fn mirror_flag_and_variable_serve_digests_and_the_registry_says_what_a_tag_means() {
     for by_flag in [true, false] {
         let tmp = TempDir::new();
         let mirror = recording_mirror();
-        let upstream = FakeServer::start(|_| Response::error(500, "NO", "must not be asked"));
+        let upstream = tag_only_registry();
         let location = format!("http://{}", mirror.host());
-        let mut cmd = ocidl(tmp.path()).arg("--plain-http");
+        let mut cmd = ocidl(tmp.path()).args(["--plain-http", "--retries", "0"]);
         cmd = match by_flag {
             true => cmd.args(["--mirror", &location]),
             false => cmd.env("OCIDL_MIRROR", &format!("{location}, ")),
@@ -239,10 +253,157 @@ fn mirror_flag_and_variable_come_first_and_the_registry_is_not_asked() {
         let out = pull(cmd, &upstream.host(), "out");
         out.assert_success();
         assert_files(&tmp.join("out"), &files());
-        assert!(upstream.requests().is_empty(), "{:?}", upstream.requests());
-        assert!(!mirror
-            .requests_to(&format!("/v2/{REPO}/manifests/{TAG}"))
+        // One request to the registry: the tag. The blobs came from the mirror, which was
+        // never asked what the tag means.
+        let asked: Vec<String> = upstream
+            .requests()
+            .iter()
+            .map(|r| r.target.clone())
+            .collect();
+        assert_eq!(asked, [format!("/v2/{REPO}/manifests/{TAG}")]);
+        assert!(mirror
+            .requests_to(&format!("/v2/{REPO}/manifests/"))
             .is_empty());
+        assert_eq!(mirror.requests_to(&format!("/v2/{REPO}/blobs/")).len(), 2);
+        assert!(
+            out.stderr
+                .contains(&format!("from {}/{REPO}", mirror.host())),
+            "{}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn mirror_tags_lets_the_mirror_say_what_a_tag_means_and_says_so() {
+    for by_flag in [true, false] {
+        let tmp = TempDir::new();
+        let mirror = recording_mirror();
+        let upstream = FakeServer::start(|_| Response::error(500, "NO", "must not be asked"));
+        let location = format!("http://{}", mirror.host());
+        let mut cmd = ocidl(tmp.path())
+            .args(["--plain-http", "--mirror", &location])
+            .arg("--json");
+        cmd = match by_flag {
+            true => cmd.arg("--mirror-tags"),
+            false => cmd.env("OCIDL_MIRROR_TAGS", "1"),
+        };
+        let out = pull(cmd, &upstream.host(), "out");
+        out.assert_success();
+        assert_files(&tmp.join("out"), &files());
+        assert!(upstream.requests().is_empty(), "{:?}", upstream.requests());
+        let said = format!("as mirror {} says", mirror.host());
+        assert!(out.stderr.contains(&said), "{}", out.stderr);
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            doc["references"][0]["source"],
+            format!("{}/{REPO}", mirror.host())
+        );
+    }
+}
+
+/// A mirror and a registry that both have `REPO:TAG`, each its own program.
+fn two_meanings() -> (Registry, FakeServer, Vec<u8>, Vec<u8>) {
+    let theirs = b"#!/bin/sh\necho the registry's program\n".to_vec();
+    let mirrors = b"#!/bin/sh\necho the mirror's program\n".to_vec();
+    let upstream = Registry::start();
+    upstream
+        .pusher()
+        .push_package(REPO, TAG, &[("tool", &theirs)]);
+    let mut content = Content::new();
+    content.add_package(REPO, TAG, &[("tool", &mirrors)]);
+    let mirror = FakeServer::start(move |req: &Request| content.serve(req));
+    (upstream, mirror, theirs, mirrors)
+}
+
+#[test]
+fn a_mirror_says_what_a_tag_means_only_where_the_user_asked_and_it_is_said() {
+    // --mirror: the registry's answer.
+    let (upstream, mirror, theirs, mirrors) = two_meanings();
+    let tmp = TempDir::new();
+    let location = format!("http://{}", mirror.host());
+    let cmd = ocidl(tmp.path()).args(["--plain-http", "--mirror", &location]);
+    pull(cmd, &upstream.host(), "out").assert_success();
+    assert_file(&tmp.join("out/tool"), &theirs);
+
+    // registries.conf's default pull-from-mirror: the mirror's answer, said on every line,
+    // in --json, and in the cache, under the mirror's name, not the registry's.
+    let tmp = TempDir::new();
+    let text = conf(&upstream.host(), &[&mirror.host()]);
+    let cmd = with_conf(&tmp, &text).args(["--json", "--cache", "cache"]);
+    let out = pull(cmd, &upstream.host(), "out");
+    out.assert_success();
+    assert_file(&tmp.join("out/tool"), &mirrors);
+    let by_mirror = format!("{}/{REPO}", mirror.host());
+    assert!(
+        out.stderr
+            .contains(&format!("{by_mirror}:{TAG} is manifest")),
+        "{}",
+        out.stderr
+    );
+    assert!(out
+        .stderr
+        .contains("a mirror's answer for a tag cannot be verified"));
+    let status = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("out/tool"))
+        .unwrap();
+    assert!(status.ends_with(&format!("from {by_mirror}")), "{status}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["references"][0]["source"], by_mirror);
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.join("cache/index.json")).unwrap()).unwrap();
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{index}");
+    let annotations = &entries[0]["annotations"];
+    assert_eq!(
+        annotations["org.opencontainers.image.ref.name"],
+        format!("{by_mirror}:{TAG}")
+    );
+    assert_eq!(annotations["dev.ocidl.source"], by_mirror);
+    // So an offline pull by the registry's name does not install the mirror's program.
+    let offline = ocidl(tmp.path())
+        .args([
+            &format!("oci:cache:{}/{REPO}:{TAG}", upstream.host()),
+            "-o",
+            "offline",
+        ])
+        .run();
+    offline.assert_error(1, "no manifest named");
+}
+
+#[test]
+fn a_dead_mirror_costs_one_try_per_run() {
+    let tmp = TempDir::new();
+    let upstream = Registry::start();
+    upstream
+        .pusher()
+        .push_package(REPO, TAG, &file_refs(&files()));
+    upstream
+        .pusher()
+        .push_package(REPO, "v2", &file_refs(&files()));
+    // Mirrors that take the connection and never answer.
+    let silent: Vec<FakeServer> = (0..3)
+        .map(|_| FakeServer::start(|_| Response::ok(b"late").delay(Duration::from_secs(60))))
+        .collect();
+    let hosts: Vec<String> = silent.iter().map(FakeServer::host).collect();
+    let text = conf(
+        &upstream.host(),
+        &hosts.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let out = with_conf(&tmp, &text)
+        .args(["--timeout", "2", "-o", "out"])
+        .arg(format!("{}/{REPO}:{TAG}", upstream.host()))
+        .arg(format!("{}/{REPO}:v2", upstream.host()))
+        .timeout(Duration::from_secs(60))
+        .run();
+    out.assert_success();
+    assert_files(&tmp.join("out"), &files());
+    // One try each, for the whole run: three times the timeout, not retries times it, per
+    // mirror, per reference.
+    for mirror in &silent {
+        assert_eq!(mirror.requests().len(), 1, "{:?}", mirror.requests());
     }
 }
 

@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::support::fake::{Content, FakeServer, Request, Response};
 use crate::support::push::{empty_config, OCI_MANIFEST, TITLE};
 use crate::support::run::SCRUBBED_ENV;
-use crate::support::{digest_of, list_tree, random_bytes, TempDir};
+use crate::support::{digest_of, list_tree, random_bytes, wait_until, TempDir};
 
 const REPO: &str = "pkg/tool";
 const FULL: &str = "standard output: No space left on device (os error 28)";
@@ -246,6 +246,60 @@ fn a_fifo_whose_reader_stops_early_is_named_in_the_error() {
         line.starts_with(&format!("ocidl: {blob}: fifo was closed after ")),
         "{line}"
     );
+}
+
+#[test]
+fn a_long_tag_list_is_printed_page_by_page() {
+    // 60 pages of 38,000 tags: 2.28 million, once past a memory cap. Each page is served only
+    // once the one before it came out on stdout, so nothing waits for the whole list.
+    const PAGES: usize = 60;
+    const PER_PAGE: usize = 38_000;
+    let read = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let server = {
+        let read = Arc::clone(&read);
+        FakeServer::start(move |req: &Request| {
+            let n: usize = req.query("n").and_then(|n| n.parse().ok()).unwrap_or(0);
+            let printed = wait_until(std::time::Duration::from_secs(30), || {
+                read.load(std::sync::atomic::Ordering::SeqCst) >= n * PER_PAGE
+            });
+            if !printed {
+                return Response::error(500, "SLOW", "the last page was not printed");
+            }
+            let tags: Vec<String> = (0..PER_PAGE).map(|i| format!("{n}-{i}")).collect();
+            let mut page = Response::json(&json!({ "name": REPO, "tags": tags }));
+            if n + 1 < PAGES {
+                let next = format!("</v2/{REPO}/tags/list?n={}>; rel=\"next\"", n + 1);
+                page = page.header("Link", &next);
+            }
+            page
+        })
+    };
+    let tmp = TempDir::new();
+    let mut child = command(
+        tmp.path(),
+        &["--plain-http", "--tags", &server.reference(REPO)],
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let counter = Arc::clone(&read);
+    let reader = std::thread::spawn(move || {
+        let mut last = String::new();
+        for line in BufReader::new(stdout).lines() {
+            last = line.unwrap();
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        last
+    });
+    let (code, stderr) = finish(child, "--tags");
+    let last = reader.join().unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        read.load(std::sync::atomic::Ordering::SeqCst),
+        PAGES * PER_PAGE
+    );
+    assert_eq!(last, format!("{}-{}", PAGES - 1, PER_PAGE - 1));
 }
 
 /// A registry with a package of `n` files (listed, never fetched), more than a pipe holds.

@@ -48,6 +48,16 @@ pub enum Origin<'a> {
     Layout(&'a Layout),
 }
 
+impl Origin<'_> {
+    /// The repository's name, or `oci:PATH`: who served a manifest.
+    pub fn name(&self) -> String {
+        match self {
+            Origin::Registry(repo) => repo.name(),
+            Origin::Layout(layout) => format!("oci:{}", layout.root().display()),
+        }
+    }
+}
+
 /// The `--cache`: a layout that keeps what is fetched and serves what it holds.
 pub struct Cache {
     layout: Layout,

@@ -25,6 +25,10 @@ pub struct Source {
     pub repository: Repository,
     /// A mirror, whose failure means "try the next source", not "fail".
     pub mirror: bool,
+    /// It may say what a tag means. A digest is verified whoever serves it; a tag's answer
+    /// from anyone but the registry cannot be, so a mirror answers tags only where the user
+    /// said so (`pull-from-mirror`, `--mirror-tags`).
+    pub tags: bool,
 }
 
 #[derive(Debug, Default)]
@@ -32,13 +36,19 @@ pub struct Mirrors {
     entries: Vec<Entry>,
     /// `--mirror` and `OCIDL_MIRROR`: for every reference, before any from the files.
     extra: Vec<Location>,
+    /// `--mirror-tags`: the `extra` mirrors may answer tags too; by default they serve only
+    /// what a digest names (manifests by digest, blobs), and tags go to the registry.
+    extra_tags: bool,
 }
 
 impl Mirrors {
     /// Takes the `extra` mirrors (`--mirror`, then `OCIDL_MIRROR`; `http://` in front means
     /// plain HTTP) and reads the registries.conf `files` (see `config_files`), in order.
-    pub fn load(extra: &[String], files: &[PathBuf]) -> Result<Mirrors> {
-        let mut mirrors = Mirrors::default();
+    pub fn load(extra: &[String], extra_tags: bool, files: &[PathBuf]) -> Result<Mirrors> {
+        let mut mirrors = Mirrors {
+            extra_tags,
+            ..Mirrors::default()
+        };
         for text in extra {
             mirrors.extra.push(parse_mirror_flag(text)?);
         }
@@ -56,13 +66,14 @@ impl Mirrors {
     pub fn from_text(text: &str, path: &Path) -> Result<Mirrors> {
         Ok(Mirrors {
             entries: registries_conf::parse(text, path)?,
-            extra: Vec::new(),
+            ..Mirrors::default()
         })
     }
 
     /// Where to fetch `repo` from, in order: `--mirror`s, the matching `[[registry]]`'s
-    /// mirrors that take this kind of pull (`by_digest`), then its location (the registry
-    /// itself unless remapped). Blocked names are refused.
+    /// mirrors that take this kind of pull (`by_digest`, as podman's `pull-from-mirror`
+    /// decides), then its location (the registry itself unless remapped). Blocked names are
+    /// refused.
     pub fn sources(&self, repo: &Repository, by_digest: bool) -> Result<Vec<Source>> {
         let name = repo.name();
         let host = repo.registry().host();
@@ -83,12 +94,14 @@ impl Mirrors {
             .map(|location| Source {
                 repository: location.repository(&repo.path()),
                 mirror: true,
+                tags: self.extra_tags,
             })
             .collect();
         let Some(entry) = entry else {
             sources.push(Source {
                 repository: repo.clone(),
                 mirror: false,
+                tags: true,
             });
             return Ok(sources);
         };
@@ -109,6 +122,7 @@ impl Mirrors {
                 sources.push(Source {
                     repository: mirror.location.repository(&rest),
                     mirror: true,
+                    tags: mirror.pull_from != PullFrom::DigestOnly,
                 });
             }
         }
@@ -118,6 +132,7 @@ impl Mirrors {
                 None => repo.clone(),
             },
             mirror: false,
+            tags: true,
         });
         Ok(sources)
     }
@@ -245,7 +260,7 @@ blocked = true
     fn reads_the_format_and_orders_sources() {
         let m = Mirrors {
             entries: entries(EXAMPLE),
-            extra: Vec::new(),
+            ..Mirrors::default()
         };
         assert_eq!(
             names(&m, "ghcr.io/pkgforge/bincache/jq:1", false),
@@ -279,6 +294,7 @@ blocked = true
         let m = Mirrors {
             entries: entries(EXAMPLE),
             extra: vec![parse_mirror_flag("http://127.0.0.1:6000").unwrap()],
+            extra_tags: false,
         };
         assert_eq!(
             names(&m, "docker.io/debian", false),

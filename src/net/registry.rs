@@ -2,7 +2,8 @@
 //! them. HTTP itself (agents, retries, redirects, bounds) is `transport.rs`; which request
 //! may carry which secret is `policy.rs`, and every request here goes through both.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
 
 use serde_json::Value;
 
@@ -16,13 +17,7 @@ use crate::net::transport::{resolve, status_text, Paced, Reply, Transport, SMALL
 use crate::reference::Repository;
 
 /// Pages of a tag list followed before giving up on a registry that never stops.
-const MAX_PAGES: usize = 10_000;
-/// The most memory the tags of all pages together may take: memory stays bounded whatever
-/// a registry sends. Each tag is counted with what a `String` costs beside its text, so a
-/// million empty tags count as much as they weigh (128-character tags, the longest
-/// allowed, make 52 Ki of them).
-const MAX_TAG_BYTES: usize = 8 << 20;
-const TAG_OVERHEAD: usize = std::mem::size_of::<String>();
+pub const MAX_PAGES: usize = 10_000;
 
 pub struct Client {
     transport: Transport,
@@ -60,6 +55,11 @@ impl Client {
 
     pub fn retries(&self) -> u32 {
         self.transport.retries()
+    }
+
+    /// Tries after the first for what follows, requests and bodies alike.
+    pub fn set_retries(&mut self, retries: u32) {
+        self.transport.set_retries(retries)
     }
 
     pub fn timeout(&self) -> std::time::Duration {
@@ -153,40 +153,42 @@ impl Client {
         })
     }
 
-    /// Lists a repository's tags, following `Link: <...>; rel="next"` pagination on the
-    /// registry's own origin.
-    pub fn tags(&mut self, repo: &Repository) -> Result<Vec<String>> {
+    /// Lists a repository's tags page by page, following `Link: <...>; rel="next"` on the
+    /// registry's own origin, and hands each page to `page` as it arrives (it returns whether
+    /// to go on): memory holds one page, however many there are. A page asked for twice (a
+    /// loop), or more than `MAX_PAGES` pages, ends the list with an error.
+    pub fn tags(
+        &mut self,
+        repo: &Repository,
+        mut page: impl FnMut(Vec<String>) -> Result<bool>,
+    ) -> Result<()> {
         let registry = Origin::of(&repo.registry().base_url())?;
         let mut url = format!(
             "{}/v2/{}/tags/list",
             repo.registry().base_url(),
             repo.path()
         );
-        let mut tags = Vec::new();
-        let mut kept = 0;
+        // Hashes, not the URLs themselves: a registry chooses their length.
+        let (state, mut seen) = (RandomState::new(), HashSet::new());
         for _ in 0..MAX_PAGES {
+            if !seen.insert(state.hash_one(&url)) {
+                return Err(Error::BadTags(format!("its pages loop: {url} came twice")));
+            }
             let reply = self.get(repo, &url, &[("Accept", "application/json")])?;
             let reply = self.check_status(reply, || format!("repository {}", repo.name()))?;
             let next = reply.header("link").and_then(|link| next_link(&link));
             let page_url = reply.url.clone();
             let body =
                 reply.read_limited(manifest::MAX_SIZE, self.transport.pace(), "a tag list")?;
-            for tag in tag_page(&body, &page_url)? {
-                kept += tag.len() + TAG_OVERHEAD;
-                if kept > MAX_TAG_BYTES {
-                    return Err(Error::TooLarge {
-                        what: format!("the tag list of {}", repo.name()),
-                        limit: MAX_TAG_BYTES as u64,
-                    });
-                }
-                tags.push(tag);
+            if !page(tag_page(&body, &page_url)?)? {
+                return Ok(());
             }
             match next {
                 Some(next) => {
                     url = resolve(&page_url, &next)?;
                     policy::next_page(&registry, &url)?;
                 }
-                None => return Ok(tags),
+                None => return Ok(()),
             }
         }
         Err(Error::BadTags(format!("more than {MAX_PAGES} pages")))

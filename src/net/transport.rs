@@ -94,6 +94,11 @@ impl Transport {
         self.options.retries
     }
 
+    /// Sets the tries after the first, for the requests that follow (a mirror gets none).
+    pub fn set_retries(&mut self, retries: u32) {
+        self.options.retries = retries;
+    }
+
     /// `--timeout`: also how long to wait on what is not a request (another process's lock).
     pub fn timeout(&self) -> Duration {
         self.options.timeout
