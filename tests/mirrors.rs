@@ -438,3 +438,81 @@ fn command_line_credentials_never_go_to_a_mirror() {
         .collect();
     assert!(sent.is_empty(), "the mirror got {sent:?}");
 }
+
+/// Issue 16: valid TOML that ocidl does not model, anywhere in the file, is passed over;
+/// the strings it uses are decoded with their escapes; and the mirror the file names (a
+/// distribution pull-through cache) serves the pull.
+#[test]
+fn toml_ocidl_does_not_model_still_gives_the_mirrors_it_names() {
+    let tmp = TempDir::new();
+    let upstream = Registry::start();
+    upstream
+        .pusher()
+        .push_package(REPO, TAG, &file_refs(&files()));
+    let cache = Registry::start_with(Options {
+        proxy_of: Some(upstream.base_url()),
+        ..Options::default()
+    });
+    // `\u0031` is "1", `\u0078`-style escapes are what podman's reader decodes.
+    let escaped = |text: String| text.replace('1', "\\u0031");
+    let text = format!(
+        r#"# podman's containers.conf-style keys, in a shared file
+num_locks = 2048
+ratio = 0.75
+exponent = -6.02e+23
+mask = 0o755
+when = 1979-05-27 07:32:00Z
+day = 1979-05-27
+motd = """
+[[registry]]
+prefix = "{up}"
+blocked = true
+"""
+raw = '''C:\no\escapes\here'''
+"quoted key" = "\u0078"
+dotted.key."with quotes" = {{ inline = "table", nested = {{ list = [1, 2] }} }}
+unqualified-search-registries = [
+  "docker.io", # a comment with ] and "
+  "quay.io]#",
+  '''
+literal'''
+]
+
+[[engine.helpers]]
+name = "x"
+[[engine.helpers]]
+name = "y"
+
+[[registry]]
+num_locks = 2048
+"prefix" = """
+{up_escaped}"""
+'insecure' = true
+notes = {{ owner = "ops", since = 2024-01-01 }}
+tags = [ [ "a", "]" ], [ 1.5, inf ] ]
+
+[[registry.mirror]]
+location = "{cache_escaped}"   # decoded: the cache
+insecure = true
+pull-from-mirror = '''all'''
+weight = 10
+
+[aliases]
+"tool" = "ghcr.io/pkgforge/tool"
+"#,
+        up = upstream.host(),
+        up_escaped = escaped(upstream.host()),
+        cache_escaped = escaped(cache.host()),
+    );
+    assert!(text.contains("\\u0031"), "{text}");
+    let out = pull(with_conf(&tmp, &text), &upstream.host(), "out");
+    out.assert_success();
+    assert_files(&tmp.join("out"), &files());
+    let through_cache = logged(&cache);
+    assert!(
+        through_cache
+            .iter()
+            .any(|p| p.contains(&format!("/v2/{REPO}/manifests/{TAG}"))),
+        "the mirror was not asked: {through_cache:?}"
+    );
+}
