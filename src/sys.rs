@@ -1,13 +1,16 @@
 //! What std cannot do, and the only `unsafe` in ocidl: catching Ctrl-C (and stopping a
-//! credential helper with us), starting disk writeback early, and reading a pipe without
-//! blocking. The design card allows no crate for these (no libc), so the C functions are
+//! credential helper with us), starting disk writeback early, reading a pipe without
+//! blocking, and opening a local file that may not be a regular one without blocking. The design card allows no crate for these (no libc), so the C functions are
 //! declared here, each call commented with why it is sound.
 
 #![allow(unsafe_code)]
 
 use std::ffi::c_int;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
+use std::io;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 const SIGINT: c_int = 2;
@@ -102,5 +105,25 @@ pub fn start_writeback(file: &File, offset: u64, len: u64) {
             len as i64,
             SYNC_FILE_RANGE_WRITE,
         );
+    }
+}
+
+/// Opens `path` for reading only if it is a regular file (after symlinks), for every local
+/// file ocidl reads whole: a FIFO would wait for ever, a device (`/dev/zero`) never end.
+/// Anything else is refused before it is opened, so a device's open cannot act; `O_NONBLOCK`
+/// keeps the open of what was swapped in since from waiting for a writer, and the opened
+/// file is checked again. For a regular file the flag changes nothing.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    let not_regular = || io::Error::other("not a regular file");
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(not_regular());
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NONBLOCK)
+        .open(path)?;
+    match file.metadata()?.is_file() {
+        true => Ok(file),
+        false => Err(not_regular()),
     }
 }

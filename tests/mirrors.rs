@@ -439,6 +439,108 @@ fn command_line_credentials_never_go_to_a_mirror() {
     assert!(sent.is_empty(), "the mirror got {sent:?}");
 }
 
+/// A FIFO at `path` (mkfifo(1): the tests use no libc either).
+fn mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo");
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+/// Long enough for a debug build on a busy machine; a run reading `/dev/zero` or waiting on
+/// a FIFO (issue 16) goes past it and fails the test.
+const QUICK: Duration = Duration::from_secs(10);
+
+/// The one line a run printed, which must be its error.
+fn only_line(out: &Output) -> &str {
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", out.stderr);
+    lines[0]
+}
+
+/// Issue 16: a registries.conf is read only when it is a regular file. `/dev/zero` grew ocidl
+/// to gigabytes, a FIFO hung it, and a FIFO among the drop-ins was skipped silently; each is
+/// now one line naming the file, exit status 1, before any request.
+#[test]
+fn a_registries_conf_that_is_not_a_regular_file_is_one_line_naming_it() {
+    let tmp = TempDir::new();
+    let upstream = recording_mirror();
+    mkfifo(&tmp.join("fifo"));
+    let dir = tmp.mkdir("a-directory");
+    let home = tmp.mkdir("home");
+    let drop_in = home.join(".config/containers/registries.conf.d/50-fifo.conf");
+    std::fs::create_dir_all(drop_in.parent().unwrap()).unwrap();
+    mkfifo(&drop_in);
+    let missing = tmp.join("no-such.conf");
+    for (conf, named, says) in [
+        ("/dev/zero".into(), "/dev/zero".into(), "not a regular file"),
+        (tmp.join("fifo"), tmp.join("fifo"), "not a regular file"),
+        (dir.clone(), dir.clone(), "not a regular file"),
+        // The drop-ins are read when CONTAINERS_REGISTRIES_CONF is empty.
+        ("".into(), drop_in.clone(), "not a regular file"),
+        // A file the variable names must exist, as in podman (`No such file or directory`).
+        (missing.clone(), missing.clone(), "No such file"),
+    ] {
+        let out = pull(
+            ocidl(tmp.path())
+                .arg("--plain-http")
+                .env("HOME", home.to_str().unwrap())
+                .env("CONTAINERS_REGISTRIES_CONF", conf.to_str().unwrap())
+                .timeout(QUICK),
+            &upstream.host(),
+            "out",
+        );
+        out.assert_code(1).assert_stdout_empty();
+        let line = only_line(&out);
+        let expected = format!("ocidl: {}: {says}", named.display());
+        assert!(line.starts_with(&expected), "{line:?} is not {expected:?}");
+        assert!(upstream.requests().is_empty(), "{conf:?}");
+        assert!(!tmp.join("out").exists());
+    }
+}
+
+/// Issue 16: a registries.conf is read up to 1 MiB; past it (here by one byte, of comments
+/// that the old reader took whole) the run stops with a line naming the file.
+#[test]
+fn a_registries_conf_past_one_mib_is_refused_and_one_mib_is_read() {
+    let tmp = TempDir::new();
+    let upstream = Registry::start();
+    upstream
+        .pusher()
+        .push_package(REPO, TAG, &file_refs(&files()));
+    let mut text = conf(&upstream.host(), &[]).into_bytes();
+    text.push(b'#');
+    text.resize(1 << 20, b'#');
+    write_file(&tmp.join("registries.conf"), &text);
+    let cmd = ocidl(tmp.path()).env(
+        "CONTAINERS_REGISTRIES_CONF",
+        tmp.join("registries.conf").to_str().unwrap(),
+    );
+    // Exactly the bound: read, and its `insecure = true` reaches the plain HTTP registry.
+    pull(cmd, &upstream.host(), "exact").assert_success();
+    assert_files(&tmp.join("exact"), &files());
+
+    text.push(b'\n');
+    write_file(&tmp.join("registries.conf"), &text);
+    let cmd = ocidl(tmp.path())
+        .env(
+            "CONTAINERS_REGISTRIES_CONF",
+            tmp.join("registries.conf").to_str().unwrap(),
+        )
+        .timeout(QUICK);
+    let out = pull(cmd, &upstream.host(), "over");
+    out.assert_code(1);
+    assert_eq!(
+        only_line(&out),
+        format!(
+            "ocidl: {}: larger than 1048576 bytes, the most ocidl reads of a registries.conf",
+            tmp.join("registries.conf").display()
+        )
+    );
+    assert!(!tmp.join("over").exists());
+}
+
 /// Issue 16: valid TOML that ocidl does not model, anywhere in the file, is passed over;
 /// the strings it uses are decoded with their escapes; and the mirror the file names (a
 /// distribution pull-through cache) serves the pull.

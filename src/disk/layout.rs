@@ -10,7 +10,6 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -239,7 +238,7 @@ impl Layout {
     /// removed; in a layout only read from, it is an error.
     fn open_blob(&self, digest: &Digest) -> Result<Option<(fs::File, u64)>> {
         let path = self.blob_path(digest);
-        match open_regular(&path) {
+        match sys::open_regular(&path) {
             Ok(file) => {
                 let len = file.metadata().map_err(Error::file(&path))?.len();
                 Ok(Some((file, len)))
@@ -345,22 +344,9 @@ fn ref_name(manifest: &Value) -> Option<&str> {
     manifest["annotations"][REF_NAME].as_str()
 }
 
-/// Opens `path` for reading only if it is a regular file. `O_NONBLOCK` keeps the open of a
-/// FIFO from waiting for a writer; it changes nothing for a regular file.
-fn open_regular(path: &Path) -> io::Result<fs::File> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(sys::O_NONBLOCK)
-        .open(path)?;
-    match file.metadata()?.is_file() {
-        true => Ok(file),
-        false => Err(io::Error::other("not a regular file")),
-    }
-}
-
 /// A whole regular file of at most `limit` bytes.
 fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>> {
-    let file = open_regular(path).map_err(Error::file(path))?;
+    let file = sys::open_regular(path).map_err(Error::file(path))?;
     let mut bytes = Vec::new();
     io::Read::read_to_end(&mut io::Read::take(file, limit + 1), &mut bytes)
         .map_err(Error::file(path))?;
