@@ -48,7 +48,7 @@ fn main() -> ExitCode {
         Ok(client) => client,
         Err(e) => return ExitCode::from(report(None, &e)),
     };
-    let mirrors = match Mirrors::load(&args.mirrors) {
+    let mirrors = match Mirrors::load(&args.mirrors, &args.references) {
         Ok(mirrors) => mirrors,
         Err(e) => return ExitCode::from(report(None, &e)),
     };

@@ -541,6 +541,58 @@ fn a_registries_conf_past_one_mib_is_refused_and_one_mib_is_read() {
     assert!(!tmp.join("over").exists());
 }
 
+/// Issue 16: an `oci:` pull needs no registries.conf, so none is read, whatever
+/// CONTAINERS_REGISTRIES_CONF or the user's file is.
+#[test]
+fn an_oci_pull_reads_no_registries_conf() {
+    let tmp = TempDir::new();
+    let upstream = Registry::start();
+    upstream
+        .pusher()
+        .push_package(REPO, TAG, &file_refs(&files()));
+    ocidl(tmp.path())
+        .args(["--plain-http", "--cache", "usb", "--cache-only"])
+        .arg(format!("{}/{REPO}:{TAG}", upstream.host()))
+        .run()
+        .assert_success();
+    drop(upstream); // offline from here on
+
+    mkfifo(&tmp.join("fifo"));
+    write_file(
+        &tmp.join("broken.conf"),
+        b"[[registry]]\ninsecure = maybe\n",
+    );
+    let mut big = b"[[registry]]\nprefix = \"a.io\"\n".to_vec();
+    big.resize(3 << 20, b'#');
+    write_file(&tmp.join("big.conf"), &big);
+    let home = tmp.mkdir("home");
+    tmp.mkdir("home/.config/containers");
+    mkfifo(&home.join(".config/containers/registries.conf"));
+    for (i, conf) in [
+        "/dev/zero".to_string(),
+        tmp.join("fifo").display().to_string(),
+        tmp.join("no-such.conf").display().to_string(),
+        tmp.join("broken.conf").display().to_string(),
+        tmp.join("big.conf").display().to_string(),
+        tmp.path().display().to_string(),
+        // Empty: the user's file is read, and it is a FIFO.
+        String::new(),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let out_dir = format!("out{i}");
+        let out = ocidl(tmp.path())
+            .env("HOME", home.to_str().unwrap())
+            .env("CONTAINERS_REGISTRIES_CONF", conf)
+            .args(["oci:usb:v1", "-o", &out_dir])
+            .timeout(QUICK)
+            .run();
+        out.assert_success();
+        assert_files(&tmp.join(&out_dir), &files());
+    }
+}
+
 /// Issue 16: valid TOML that ocidl does not model, anywhere in the file, is passed over;
 /// the strings it uses are decoded with their escapes; and the mirror the file names (a
 /// distribution pull-through cache) serves the pull.

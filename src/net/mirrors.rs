@@ -12,7 +12,8 @@
 //! `MAX_CONF_SIZE` (issue 16: `/dev/zero` grew ocidl to gigabytes, a FIFO hung it). A
 //! default file that is missing is no source; the file `$CONTAINERS_REGISTRIES_CONF` names
 //! must exist, as in podman, so a typo cannot drop its `blocked = true` silently (`/dev/null`
-//! is the usual way to say "none" and reads as empty).
+//! is the usual way to say "none" and reads as empty). Nothing is read when no reference
+//! names a registry: an `oci:` pull needs no registries.conf.
 //!
 //! `insecure = true` means plain HTTP to that location for ocidl (it does not also try TLS
 //! without verification). Whatever a source serves is verified against the digests the
@@ -24,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::net::registries_conf::{self, Entry, PullFrom};
-use crate::reference::{Location, Repository};
+use crate::reference::{Location, Reference, Repository};
 use crate::sys;
 
 /// The most of one registries.conf or drop-in that is read: 1 MiB. The commented files
@@ -49,9 +50,10 @@ pub struct Mirrors {
 }
 
 impl Mirrors {
-    /// Reads the files the environment names, and takes `extra` mirrors (`--mirror`, then
-    /// `OCIDL_MIRROR`, comma-separated; `http://` in front means plain HTTP).
-    pub fn load(extra: &[String]) -> Result<Mirrors> {
+    /// Takes `extra` mirrors (`--mirror`, then `OCIDL_MIRROR`, comma-separated; `http://` in
+    /// front means plain HTTP), and reads the files the environment names when one of
+    /// `references` names a registry (an `oci:` layout has no mirrors).
+    pub fn load(extra: &[String], references: &[Reference]) -> Result<Mirrors> {
         let mut mirrors = Mirrors::default();
         let from_env = std::env::var("OCIDL_MIRROR").unwrap_or_default();
         let named = extra
@@ -61,6 +63,9 @@ impl Mirrors {
             .filter(|m| !m.is_empty());
         for text in named {
             mirrors.extra.push(parse_mirror_flag(text)?);
+        }
+        if !references.iter().any(|r| r.repository().is_some()) {
+            return Ok(mirrors);
         }
         for (path, must_exist) in config_files() {
             let Some(text) = read_conf(&path, must_exist)? else {
