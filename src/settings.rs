@@ -46,8 +46,8 @@ pub struct MirrorSettings {
     pub extra: Vec<String>,
     /// `--mirror-tags` or `OCIDL_MIRROR_TAGS=1`: those may answer tags too.
     pub extra_tags: bool,
-    /// registries.conf files, in the order they are read.
-    pub files: Vec<PathBuf>,
+    /// registries.conf files, in the order they are read, each with whether it must exist.
+    pub files: Vec<(PathBuf, bool)>,
 }
 
 pub struct Settings {
@@ -225,7 +225,7 @@ mod tests {
         assert_eq!(s.cache, Some(PathBuf::from("/d")));
         assert_eq!(s.mirrors.extra, ["m0"]);
         let s = settings(&["x.io/y"], &[("CONTAINERS_REGISTRIES_CONF", "/r.conf")]).unwrap();
-        assert_eq!(s.mirrors.files, [PathBuf::from("/r.conf")]);
+        assert_eq!(s.mirrors.files, [(PathBuf::from("/r.conf"), true)]);
     }
 
     #[test]

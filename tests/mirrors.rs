@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::support::fake::{Content, FakeServer, Request, Response};
+use crate::support::fifo::mkfifo;
 use crate::support::registry::{Options, Registry};
 use crate::support::run::{ocidl, Ocidl, Output};
 use crate::support::{
@@ -641,4 +642,227 @@ fn command_line_credentials_never_go_to_a_mirror() {
         .filter_map(|r| r.authorization().map(str::to_string))
         .collect();
     assert!(sent.is_empty(), "the mirror got {sent:?}");
+}
+
+/// Long enough for a debug build on a busy machine; a run reading `/dev/zero` or waiting on
+/// a FIFO (issue 16) goes past it and fails the test.
+const QUICK: Duration = Duration::from_secs(10);
+
+/// The one line a run printed, which must be its error.
+fn only_line(out: &Output) -> &str {
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", out.stderr);
+    lines[0]
+}
+
+/// Issue 16: a registries.conf is read only when it is a regular file. `/dev/zero` grew ocidl
+/// to gigabytes, a FIFO hung it, and a FIFO among the drop-ins was skipped silently; each is
+/// now one line naming the file, exit status 1, before any request.
+#[test]
+fn a_registries_conf_that_is_not_a_regular_file_is_one_line_naming_it() {
+    let tmp = TempDir::new();
+    let upstream = recording_mirror();
+    mkfifo(&tmp.join("fifo"));
+    let dir = tmp.mkdir("a-directory");
+    let home = tmp.mkdir("home");
+    let drop_in = home.join(".config/containers/registries.conf.d/50-fifo.conf");
+    std::fs::create_dir_all(drop_in.parent().unwrap()).unwrap();
+    mkfifo(&drop_in);
+    let missing = tmp.join("no-such.conf");
+    for (conf, named, says) in [
+        ("/dev/zero".into(), "/dev/zero".into(), "not a regular file"),
+        (tmp.join("fifo"), tmp.join("fifo"), "not a regular file"),
+        (dir.clone(), dir.clone(), "not a regular file"),
+        // The drop-ins are read when CONTAINERS_REGISTRIES_CONF is empty.
+        ("".into(), drop_in.clone(), "not a regular file"),
+        // A file the variable names must exist, as in podman (`No such file or directory`).
+        (missing.clone(), missing.clone(), "No such file"),
+    ] {
+        let out = pull(
+            ocidl(tmp.path())
+                .arg("--plain-http")
+                .env("HOME", home.to_str().unwrap())
+                .env("CONTAINERS_REGISTRIES_CONF", conf.to_str().unwrap())
+                .timeout(QUICK),
+            &upstream.host(),
+            "out",
+        );
+        out.assert_code(1).assert_stdout_empty();
+        let line = only_line(&out);
+        let expected = format!("ocidl: {}: {says}", named.display());
+        assert!(line.starts_with(&expected), "{line:?} is not {expected:?}");
+        assert!(upstream.requests().is_empty(), "{conf:?}");
+        assert!(!tmp.join("out").exists());
+    }
+}
+
+/// Issue 16: a registries.conf is read up to 1 MiB; past it (here by one byte, of comments
+/// that the old reader took whole) the run stops with a line naming the file.
+#[test]
+fn a_registries_conf_past_one_mib_is_refused_and_one_mib_is_read() {
+    let tmp = TempDir::new();
+    let upstream = Registry::start();
+    upstream
+        .pusher()
+        .push_package(REPO, TAG, &file_refs(&files()));
+    let mut text = conf(&upstream.host(), &[]).into_bytes();
+    text.push(b'#');
+    text.resize(1 << 20, b'#');
+    write_file(&tmp.join("registries.conf"), &text);
+    let cmd = ocidl(tmp.path()).env(
+        "CONTAINERS_REGISTRIES_CONF",
+        tmp.join("registries.conf").to_str().unwrap(),
+    );
+    // Exactly the bound: read, and its `insecure = true` reaches the plain HTTP registry.
+    pull(cmd, &upstream.host(), "exact").assert_success();
+    assert_files(&tmp.join("exact"), &files());
+
+    text.push(b'\n');
+    write_file(&tmp.join("registries.conf"), &text);
+    let cmd = ocidl(tmp.path())
+        .env(
+            "CONTAINERS_REGISTRIES_CONF",
+            tmp.join("registries.conf").to_str().unwrap(),
+        )
+        .timeout(QUICK);
+    let out = pull(cmd, &upstream.host(), "over");
+    out.assert_code(1);
+    assert_eq!(
+        only_line(&out),
+        format!(
+            "ocidl: {}: larger than 1048576 bytes, the most ocidl reads of a registries.conf",
+            tmp.join("registries.conf").display()
+        )
+    );
+    assert!(!tmp.join("over").exists());
+}
+
+/// Issue 16: an `oci:` pull needs no registries.conf, so none is read, whatever
+/// CONTAINERS_REGISTRIES_CONF or the user's file is.
+#[test]
+fn an_oci_pull_reads_no_registries_conf() {
+    let tmp = TempDir::new();
+    let upstream = Registry::start();
+    upstream
+        .pusher()
+        .push_package(REPO, TAG, &file_refs(&files()));
+    ocidl(tmp.path())
+        .args(["--plain-http", "--cache", "usb", "--cache-only"])
+        .arg(format!("{}/{REPO}:{TAG}", upstream.host()))
+        .run()
+        .assert_success();
+    drop(upstream); // offline from here on
+
+    mkfifo(&tmp.join("fifo"));
+    write_file(
+        &tmp.join("broken.conf"),
+        b"[[registry]]\ninsecure = maybe\n",
+    );
+    let mut big = b"[[registry]]\nprefix = \"a.io\"\n".to_vec();
+    big.resize(3 << 20, b'#');
+    write_file(&tmp.join("big.conf"), &big);
+    let home = tmp.mkdir("home");
+    tmp.mkdir("home/.config/containers");
+    mkfifo(&home.join(".config/containers/registries.conf"));
+    for (i, conf) in [
+        "/dev/zero".to_string(),
+        tmp.join("fifo").display().to_string(),
+        tmp.join("no-such.conf").display().to_string(),
+        tmp.join("broken.conf").display().to_string(),
+        tmp.join("big.conf").display().to_string(),
+        tmp.path().display().to_string(),
+        // Empty: the user's file is read, and it is a FIFO.
+        String::new(),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let out_dir = format!("out{i}");
+        let out = ocidl(tmp.path())
+            .env("HOME", home.to_str().unwrap())
+            .env("CONTAINERS_REGISTRIES_CONF", conf)
+            .args(["oci:usb:v1", "-o", &out_dir])
+            .timeout(QUICK)
+            .run();
+        out.assert_success();
+        assert_files(&tmp.join(&out_dir), &files());
+    }
+}
+
+/// Issue 16: valid TOML that ocidl does not model, anywhere in the file, is passed over;
+/// the strings it uses are decoded with their escapes; and the mirror the file names (a
+/// distribution pull-through cache) serves the pull.
+#[test]
+fn toml_ocidl_does_not_model_still_gives_the_mirrors_it_names() {
+    let tmp = TempDir::new();
+    let upstream = Registry::start();
+    upstream
+        .pusher()
+        .push_package(REPO, TAG, &file_refs(&files()));
+    let cache = Registry::start_with(Options {
+        proxy_of: Some(upstream.base_url()),
+        ..Options::default()
+    });
+    // `\u0031` is "1", `\u0078`-style escapes are what podman's reader decodes.
+    let escaped = |text: String| text.replace('1', "\\u0031");
+    let text = format!(
+        r#"# podman's containers.conf-style keys, in a shared file
+num_locks = 2048
+ratio = 0.75
+exponent = -6.02e+23
+mask = 0o755
+when = 1979-05-27 07:32:00Z
+day = 1979-05-27
+motd = """
+[[registry]]
+prefix = "{up}"
+blocked = true
+"""
+raw = '''C:\no\escapes\here'''
+"quoted key" = "\u0078"
+dotted.key."with quotes" = {{ inline = "table", nested = {{ list = [1, 2] }} }}
+unqualified-search-registries = [
+  "docker.io", # a comment with ] and "
+  "quay.io]#",
+  '''
+literal'''
+]
+
+[[engine.helpers]]
+name = "x"
+[[engine.helpers]]
+name = "y"
+
+[[registry]]
+num_locks = 2048
+"prefix" = """
+{up_escaped}"""
+'insecure' = true
+notes = {{ owner = "ops", since = 2024-01-01 }}
+tags = [ [ "a", "]" ], [ 1.5, inf ] ]
+
+[[registry.mirror]]
+location = "{cache_escaped}"   # decoded: the cache
+insecure = true
+pull-from-mirror = '''all'''
+weight = 10
+
+[aliases]
+"tool" = "ghcr.io/pkgforge/tool"
+"#,
+        up = upstream.host(),
+        up_escaped = escaped(upstream.host()),
+        cache_escaped = escaped(cache.host()),
+    );
+    assert!(text.contains("\\u0031"), "{text}");
+    let out = pull(with_conf(&tmp, &text), &upstream.host(), "out");
+    out.assert_success();
+    assert_files(&tmp.join("out"), &files());
+    let through_cache = logged(&cache);
+    assert!(
+        through_cache
+            .iter()
+            .any(|p| p.contains(&format!("/v2/{REPO}/manifests/{TAG}"))),
+        "the mirror was not asked: {through_cache:?}"
+    );
 }

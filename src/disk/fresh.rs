@@ -1,7 +1,8 @@
 //! How ocidl opens files, in one place. What it writes it makes fresh (`O_CREAT|O_EXCL`,
 //! never through a name someone else could have put there, a symlink least of all), and
-//! what it reads is a regular file, opened without following a symlink or waiting on a FIFO,
-//! and read up to a bound. `stat`, `File::create` and `create(true)` on a predictable name
+//! what it reads is a regular file, opened without waiting on a FIFO and read up to a
+//! bound: without following a symlink where ocidl itself writes (outputs, the cache), and
+//! through one for a file the user named (a registries.conf). `stat`, `File::create` and `create(true)` on a predictable name
 //! are the bugs this module exists to avoid (see the README's "When things fail").
 
 use std::fs::{self, File, Metadata, OpenOptions};
@@ -59,6 +60,26 @@ fn open(path: &Path, options: &mut OpenOptions) -> io::Result<Found> {
     match meta.is_file() {
         true => Ok(Found::File(file, meta)),
         false => Ok(Found::Other),
+    }
+}
+
+/// Opens a file the user named (a registries.conf, perhaps a symlink to where it is kept)
+/// for reading, only when it is a regular file: a FIFO would wait for ever and a device
+/// (`/dev/zero`) never end. What is there is looked at before it is opened, so a device's
+/// open cannot act; `O_NONBLOCK` keeps what was swapped in since from waiting for a writer,
+/// and the opened file is checked again.
+pub fn open_config(path: &Path) -> io::Result<File> {
+    let not_regular = || io::Error::other("not a regular file");
+    if !fs::metadata(path)?.is_file() {
+        return Err(not_regular());
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(sys::O_NONBLOCK)
+        .open(path)?;
+    match file.metadata()?.is_file() {
+        true => Ok(file),
+        false => Err(not_regular()),
     }
 }
 

@@ -8,16 +8,31 @@
 //! `~/.config/containers/registries.conf.d/`, in name order, a later `[[registry]]` replacing
 //! an earlier one with the same prefix. The format itself is `registries_conf.rs`.
 //!
+//! Each file is read only when it is a regular file, opened without blocking, and up to
+//! `MAX_CONF_SIZE` (issue 16: `/dev/zero` grew ocidl to gigabytes, a FIFO hung it). A
+//! default file that is missing is no source; the file `$CONTAINERS_REGISTRIES_CONF` names
+//! must exist, as in podman, so a typo cannot drop its `blocked = true` silently (`/dev/null`
+//! is the usual way to say "none" and reads as empty). `main` reads none when no reference
+//! names a registry: an `oci:` pull needs no registries.conf.
+//!
 //! `insecure = true` means plain HTTP to that location for ocidl (it does not also try TLS
 //! without verification). Whatever a source serves is verified against the digests the
 //! reference and manifest name, exactly as from the registry, so a mirror cannot change
 //! what is installed; and each source gets only its own credentials (`policy.rs`).
 
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+use crate::disk::fresh;
 use crate::error::{Error, Result};
 use crate::net::registries_conf::{self, Entry, PullFrom};
 use crate::reference::{Location, Repository};
+
+/// The most of one registries.conf or drop-in that is read: 1 MiB. The commented files
+/// distributions ship are a few KiB and a `[[registry]]` with a mirror is about 100 bytes,
+/// so this is room for ten thousand entries, read in a millisecond. A file past it is an
+/// error naming it, not read in part: what is cut off could be a `blocked = true`.
+pub const MAX_CONF_SIZE: u64 = 1 << 20;
 
 /// One place to fetch a repository from, in the order to try them.
 #[derive(Clone, Debug)]
@@ -43,8 +58,9 @@ pub struct Mirrors {
 
 impl Mirrors {
     /// Takes the `extra` mirrors (`--mirror`, then `OCIDL_MIRROR`; `http://` in front means
-    /// plain HTTP) and reads the registries.conf `files` (see `config_files`), in order.
-    pub fn load(extra: &[String], extra_tags: bool, files: &[PathBuf]) -> Result<Mirrors> {
+    /// plain HTTP) and reads the registries.conf `files` (see `config_files`: each with
+    /// whether it must exist), in order.
+    pub fn load(extra: &[String], extra_tags: bool, files: &[(PathBuf, bool)]) -> Result<Mirrors> {
         let mut mirrors = Mirrors {
             extra_tags,
             ..Mirrors::default()
@@ -52,8 +68,10 @@ impl Mirrors {
         for text in extra {
             mirrors.extra.push(parse_mirror_flag(text)?);
         }
-        for path in files {
-            let text = std::fs::read_to_string(path).map_err(Error::file(path))?;
+        for (path, must_exist) in files {
+            let Some(text) = read_conf(path, *must_exist)? else {
+                continue;
+            };
             for entry in registries_conf::parse(&text, path)? {
                 mirrors.entries.retain(|e| e.prefix != entry.prefix);
                 mirrors.entries.push(entry);
@@ -160,36 +178,74 @@ fn matches(prefix: &str, name: &str, host: &str) -> bool {
             .is_some_and(|r| r.starts_with('/'))
 }
 
-/// The files to read, in order: `named` alone (`$CONTAINERS_REGISTRIES_CONF`) when given,
-/// else the user's (under `home`) or the system's, then the drop-ins.
-pub fn config_files(named: Option<PathBuf>, home: Option<PathBuf>) -> Vec<PathBuf> {
+/// The files to read, in order, each with whether it must exist: `named` alone
+/// (`$CONTAINERS_REGISTRIES_CONF`) when given, else the user's (under `home`) or the
+/// system's, then the drop-ins.
+pub fn config_files(named: Option<PathBuf>, home: Option<PathBuf>) -> Vec<(PathBuf, bool)> {
     if let Some(path) = named {
-        return vec![path];
+        return vec![(path, true)];
     }
     let home = home.map(|h| h.join(".config/containers"));
     let system = Path::new("/etc/containers");
     let mut files = Vec::new();
+    // The user's file replaces the system's when it is there at all (what it is, `read_conf`
+    // judges); a dangling symlink is not there, as for podman's stat.
     let user = home.as_ref().map(|h| h.join("registries.conf"));
-    match user.filter(|p| p.is_file()) {
-        Some(user) => files.push(user),
-        None if system.join("registries.conf").is_file() => {
-            files.push(system.join("registries.conf"))
-        }
-        None => {}
+    match user.filter(|p| p.exists()) {
+        Some(user) => files.push((user, false)),
+        None => files.push((system.join("registries.conf"), false)),
     }
     for dir in [Some(system.to_path_buf()), home].into_iter().flatten() {
         let Ok(entries) = std::fs::read_dir(dir.join("registries.conf.d")) else {
             continue;
         };
+        // Directories are passed over, as podman does; any other `*.conf` is read, so a FIFO
+        // or device there is an error naming it rather than a silent gap.
         let mut drop_ins: Vec<PathBuf> = entries
             .flatten()
             .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "conf") && p.is_file())
+            .filter(|p| p.extension().is_some_and(|x| x == "conf") && !p.is_dir())
             .collect();
         drop_ins.sort();
-        files.extend(drop_ins);
+        files.extend(drop_ins.into_iter().map(|p| (p, false)));
     }
     files
+}
+
+/// The text of one file, if it is there: a regular file of at most `MAX_CONF_SIZE` bytes of
+/// UTF-8. Missing is `None` unless it `must_exist`; anything else is an error naming it.
+fn read_conf(path: &Path, must_exist: bool) -> Result<Option<String>> {
+    if path == Path::new("/dev/null") {
+        return Ok(Some(String::new()));
+    }
+    let file = match fresh::open_config(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !must_exist => return Ok(None),
+        Err(e) => return Err(Error::file(path)(e)),
+    };
+    let too_big = || Error::Config {
+        path: path.to_path_buf(),
+        cause: format!(
+            "larger than {MAX_CONF_SIZE} bytes, the most ocidl reads of a registries.conf"
+        ),
+    };
+    if file.metadata().map_err(Error::file(path))?.len() > MAX_CONF_SIZE {
+        return Err(too_big());
+    }
+    // The length was checked, but a file can grow while it is read.
+    let mut bytes = Vec::new();
+    file.take(MAX_CONF_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(Error::file(path))?;
+    if bytes.len() as u64 > MAX_CONF_SIZE {
+        return Err(too_big());
+    }
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|_| Error::Config {
+            path: path.to_path_buf(),
+            cause: "not UTF-8 text, as TOML must be".into(),
+        })
 }
 
 #[cfg(test)]
