@@ -12,13 +12,17 @@
 //! - `OCIDL_BENCH_ROUNDS_1G` (default 3): timed runs per client for 1 GiB
 //! - `OCIDL_BENCH_SKIP_1G=1`: leave the 1 GiB blob out (a quick run)
 //! - `OCIDL_BENCH_BIN`: the ocidl binary (default: the static musl build of `make static`)
+//! - `OCIDL_BENCH_SKIP_LINK`, `OCIDL_BENCH_RTT_MS`, `OCIDL_BENCH_LINK_MBIT`,
+//!   `OCIDL_BENCH_ROUNDS_LINK`: the rows over an emulated link (see `over_link.rs`)
 
 // The integration tests' harness, read-only; the bench uses a slice of it.
 #[path = "../support/mod.rs"]
 #[allow(unused_imports)]
 mod support;
 
+mod link;
 mod measure;
+mod over_link;
 mod publish;
 mod requests;
 
@@ -520,6 +524,7 @@ fn main() {
     let rounds = env_usize("OCIDL_BENCH_ROUNDS", 5);
     let rounds_1g = env_usize("OCIDL_BENCH_ROUNDS_1G", 3);
     let skip_1g = std::env::var("OCIDL_BENCH_SKIP_1G").is_ok_and(|v| v == "1");
+    let link_settings = over_link::Settings::from_env();
     let ocidl = std::env::var_os("OCIDL_BENCH_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -652,6 +657,12 @@ fn main() {
             files: pkg_files.clone(),
         },
     );
+    // The two packages the link rows pull.
+    let link_packages = if link_settings.is_some() {
+        over_link::publish(&pusher)
+    } else {
+        Vec::new()
+    };
     eprintln!(
         "bench: published in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -750,6 +761,10 @@ fn main() {
             }
         }
     }
+
+    // --- Over an emulated link --------------------------------------------------------------
+    let link_results = link_settings
+        .map(|settings| over_link::run(&ocidl, cwd, registry.port(), &link_packages, settings));
 
     // --- Requests ----------------------------------------------------------------------------
     eprintln!("bench: request counts");
@@ -1041,6 +1056,9 @@ fn main() {
             }
         }
     }
+    if let Some(link) = &link_results {
+        line(link.target_line());
+    }
     for (scenario, client, t, e, expect) in &request_rows {
         if client != "ocidl" || expect.is_empty() {
             continue;
@@ -1126,6 +1144,14 @@ fn main() {
     }
     line(String::new());
 
+    // Over the link.
+    if let Some(link) = &link_results {
+        for l in link.table() {
+            line(l);
+        }
+        line(String::new());
+    }
+
     // Requests.
     line("| scenario | client | requests | connections | 401 challenges | expected |".into());
     line("| --- | --- | --- | ---: | ---: | --- |".into());
@@ -1180,6 +1206,11 @@ fn main() {
           so there connections equal requests by construction; reuse shows on distribution only.".into());
     line("- Token rows: the first manifest GET is answered 401 with the challenge and repeated with the token, \
           hence 2 manifest GETs per package.".into());
+    if let Some(link) = &link_results {
+        for l in link.notes() {
+            line(l);
+        }
+    }
     print!("{out}");
     drop(registry);
 }
