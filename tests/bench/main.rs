@@ -12,8 +12,9 @@
 //! - `OCIDL_BENCH_ROUNDS_1G` (default 3): timed runs per client for 1 GiB
 //! - `OCIDL_BENCH_SKIP_1G=1`: leave the 1 GiB blob out (a quick run)
 //! - `OCIDL_BENCH_BIN`: the ocidl binary (default: the static musl build of `make static`)
-//! - `OCIDL_BENCH_SKIP_LINK`, `OCIDL_BENCH_RTT_MS`, `OCIDL_BENCH_LINK_MBIT`,
-//!   `OCIDL_BENCH_ROUNDS_LINK`: the rows over an emulated link (see `over_link.rs`)
+//! - `OCIDL_BENCH_SKIP_LINK`, `OCIDL_BENCH_ONLY_LINK`, `OCIDL_BENCH_RTT_MS`,
+//!   `OCIDL_BENCH_LINK_MBIT`, `OCIDL_BENCH_ROUNDS_LINK`: the rows over an emulated link (see
+//!   `over_link.rs`)
 
 // The integration tests' harness, read-only; the bench uses a slice of it.
 #[path = "../support/mod.rs"]
@@ -525,6 +526,7 @@ fn main() {
     let rounds_1g = env_usize("OCIDL_BENCH_ROUNDS_1G", 3);
     let skip_1g = std::env::var("OCIDL_BENCH_SKIP_1G").is_ok_and(|v| v == "1");
     let link_settings = over_link::Settings::from_env();
+    let only_link = std::env::var("OCIDL_BENCH_ONLY_LINK").is_ok_and(|v| v == "1");
     let ocidl = std::env::var_os("OCIDL_BENCH_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -597,7 +599,44 @@ fn main() {
         missing,
     };
     let base_url = env.base_url();
-    // The OCI empty config the single-file manifests point at.
+    // The two packages the link rows pull.
+    let link_packages = if link_settings.is_some() {
+        over_link::publish(&pusher)
+    } else {
+        Vec::new()
+    };
+    if only_link {
+        let Some(settings) = link_settings else {
+            eprintln!("bench: OCIDL_BENCH_ONLY_LINK=1 with OCIDL_BENCH_SKIP_LINK=1 leaves nothing");
+            std::process::exit(2);
+        };
+        let rounds = settings.rounds;
+        let link = over_link::run(
+            &ocidl,
+            work.path(),
+            registry.port(),
+            &link_packages,
+            settings,
+        );
+        let mut out = vec![format!(
+            "Run {date}, {:.0} s in all. Link rows only (`OCIDL_BENCH_ONLY_LINK=1`): {rounds} rounds per client, round-robin.",
+            started.elapsed().as_secs_f64()
+        )];
+        out.extend(machine_lines(&env, &oras_version));
+        out.extend([
+            String::new(),
+            "| target | measured | met |".into(),
+            "| --- | --- | --- |".into(),
+        ]);
+        out.push(link.target_line());
+        out.push(String::new());
+        out.extend(link.table());
+        out.extend([String::new(), "Notes:".into()]);
+        out.push(format!("- Binary: `{}`.", ocidl.display()));
+        out.extend(link.notes());
+        println!("{}", out.join("\n"));
+        return;
+    }
     pusher.push_blob(BLOB_REPO, b"{}");
     let mut sizes = vec![
         ("1 MiB", MIB, "blob-1m"),
@@ -657,12 +696,6 @@ fn main() {
             files: pkg_files.clone(),
         },
     );
-    // The two packages the link rows pull.
-    let link_packages = if link_settings.is_some() {
-        over_link::publish(&pusher)
-    } else {
-        Vec::new()
-    };
     eprintln!(
         "bench: published in {:.1} s",
         started.elapsed().as_secs_f64()

@@ -5,6 +5,7 @@
 //!
 //! Environment:
 //! - `OCIDL_BENCH_SKIP_LINK=1`: no link rows
+//! - `OCIDL_BENCH_ONLY_LINK=1`: only the link rows (a quick look while working on them)
 //! - `OCIDL_BENCH_RTT_MS` (default 100): the round trip
 //! - `OCIDL_BENCH_LINK_MBIT` (default 100): the shared downstream rate, in Mbit/s
 //! - `OCIDL_BENCH_ROUNDS_LINK` (default 3): timed runs per client and package
@@ -224,6 +225,15 @@ fn command_for(
     }
 }
 
+/// curl's own error line (`curl: (23) ...`): with `--parallel` the last line of its stderr
+/// is a progress meter.
+fn curl_reason(stderr: &str) -> Option<String> {
+    stderr
+        .split(['\r', '\n'])
+        .rfind(|l| l.contains("curl: ("))
+        .map(|l| format!("curl said: {}", l.trim()))
+}
+
 struct Sample {
     wall: Duration,
     counts: Counts,
@@ -280,7 +290,10 @@ pub fn run(
                 let before = proxy.counts();
                 let run = measured(&argv, &dir, &scratch, timeout);
                 let counts = proxy.counts().since(before);
-                let mut error = run.success().err();
+                let mut error = run
+                    .success()
+                    .err()
+                    .map(|e| curl_reason(&run.stderr).unwrap_or(e));
                 if error.is_none() {
                     error = package.files.iter().find_map(|f| {
                         check_file(&dir.join("pkg").join(&f.title), &f.blob.digest, f.blob.size)
