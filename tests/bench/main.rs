@@ -1,8 +1,10 @@
 //! `make bench`: ocidl beside curl, skopeo and the oras Python client on a loopback
 //! distribution registry (2.8.2, Debian's `docker-registry`). Prints one Markdown report on
 //! stdout (progress goes to stderr): the static binary's size and linking, `--version`
-//! start-up, download time / throughput / peak RSS per payload and client, and the requests
-//! and connections ocidl makes on distribution, a ghcr-like server and a token registry.
+//! start-up, download time / throughput / peak RSS per payload and client, two packages
+//! pulled over an emulated link (`over_link.rs`: ocidl, sequential curl, 8 connections), and
+//! the requests and connections ocidl makes on distribution, a ghcr-like server and a token
+//! registry.
 //!
 //! Measured, not asserted: a miss is shown as `NO` in the targets table, the run still
 //! succeeds. A client whose output is wrong is shown as failed.
