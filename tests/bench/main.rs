@@ -529,6 +529,10 @@ fn main() {
     let skip_1g = std::env::var("OCIDL_BENCH_SKIP_1G").is_ok_and(|v| v == "1");
     let link_settings = over_link::Settings::from_env();
     let only_link = std::env::var("OCIDL_BENCH_ONLY_LINK").is_ok_and(|v| v == "1");
+    if only_link && link_settings.is_none() {
+        eprintln!("bench: OCIDL_BENCH_ONLY_LINK=1 with OCIDL_BENCH_SKIP_LINK=1 leaves nothing");
+        std::process::exit(2);
+    }
     let ocidl = std::env::var_os("OCIDL_BENCH_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -608,10 +612,7 @@ fn main() {
         Vec::new()
     };
     if only_link {
-        let Some(settings) = link_settings else {
-            eprintln!("bench: OCIDL_BENCH_ONLY_LINK=1 with OCIDL_BENCH_SKIP_LINK=1 leaves nothing");
-            std::process::exit(2);
-        };
+        let settings = link_settings.expect("checked at the start");
         let rounds = settings.rounds;
         let link = over_link::run(
             &ocidl,
