@@ -1,8 +1,10 @@
 //! `make bench`: ocidl beside curl, skopeo and the oras Python client on a loopback
 //! distribution registry (2.8.2, Debian's `docker-registry`). Prints one Markdown report on
 //! stdout (progress goes to stderr): the static binary's size and linking, `--version`
-//! start-up, download time / throughput / peak RSS per payload and client, and the requests
-//! and connections ocidl makes on distribution, a ghcr-like server and a token registry.
+//! start-up, download time / throughput / peak RSS per payload and client, two packages
+//! pulled over an emulated link (`over_link.rs`: ocidl, sequential curl, 8 connections), and
+//! the requests and connections ocidl makes on distribution, a ghcr-like server and a token
+//! registry.
 //!
 //! Measured, not asserted: a miss is shown as `NO` in the targets table, the run still
 //! succeeds. A client whose output is wrong is shown as failed.
@@ -12,13 +14,18 @@
 //! - `OCIDL_BENCH_ROUNDS_1G` (default 3): timed runs per client for 1 GiB
 //! - `OCIDL_BENCH_SKIP_1G=1`: leave the 1 GiB blob out (a quick run)
 //! - `OCIDL_BENCH_BIN`: the ocidl binary (default: the static musl build of `make static`)
+//! - `OCIDL_BENCH_SKIP_LINK`, `OCIDL_BENCH_ONLY_LINK`, `OCIDL_BENCH_RTT_MS`,
+//!   `OCIDL_BENCH_LINK_MBIT`, `OCIDL_BENCH_ROUNDS_LINK`: the rows over an emulated link (see
+//!   `over_link.rs`)
 
 // The integration tests' harness, read-only; the bench uses a slice of it.
 #[path = "../support/mod.rs"]
 #[allow(unused_imports)]
 mod support;
 
+mod link;
 mod measure;
+mod over_link;
 mod publish;
 mod requests;
 
@@ -520,6 +527,12 @@ fn main() {
     let rounds = env_usize("OCIDL_BENCH_ROUNDS", 5);
     let rounds_1g = env_usize("OCIDL_BENCH_ROUNDS_1G", 3);
     let skip_1g = std::env::var("OCIDL_BENCH_SKIP_1G").is_ok_and(|v| v == "1");
+    let link_settings = over_link::Settings::from_env();
+    let only_link = std::env::var("OCIDL_BENCH_ONLY_LINK").is_ok_and(|v| v == "1");
+    if only_link && link_settings.is_none() {
+        eprintln!("bench: OCIDL_BENCH_ONLY_LINK=1 with OCIDL_BENCH_SKIP_LINK=1 leaves nothing");
+        std::process::exit(2);
+    }
     let ocidl = std::env::var_os("OCIDL_BENCH_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -592,7 +605,41 @@ fn main() {
         missing,
     };
     let base_url = env.base_url();
-    // The OCI empty config the single-file manifests point at.
+    // The two packages the link rows pull.
+    let link_packages = if link_settings.is_some() {
+        over_link::publish(&pusher)
+    } else {
+        Vec::new()
+    };
+    if only_link {
+        let settings = link_settings.expect("checked at the start");
+        let rounds = settings.rounds;
+        let link = over_link::run(
+            &ocidl,
+            work.path(),
+            registry.port(),
+            &link_packages,
+            settings,
+        );
+        let mut out = vec![format!(
+            "Run {date}, {:.0} s in all. Link rows only (`OCIDL_BENCH_ONLY_LINK=1`): {rounds} rounds per client, round-robin.",
+            started.elapsed().as_secs_f64()
+        )];
+        out.extend(machine_lines(&env, &oras_version));
+        out.extend([
+            String::new(),
+            "| target | measured | met |".into(),
+            "| --- | --- | --- |".into(),
+        ]);
+        out.push(link.target_line());
+        out.push(String::new());
+        out.extend(link.table());
+        out.extend([String::new(), "Notes:".into()]);
+        out.push(format!("- Binary: `{}`.", ocidl.display()));
+        out.extend(link.notes());
+        println!("{}", out.join("\n"));
+        return;
+    }
     pusher.push_blob(BLOB_REPO, b"{}");
     let mut sizes = vec![
         ("1 MiB", MIB, "blob-1m"),
@@ -750,6 +797,10 @@ fn main() {
             }
         }
     }
+
+    // --- Over an emulated link --------------------------------------------------------------
+    let link_results = link_settings
+        .map(|settings| over_link::run(&ocidl, cwd, registry.port(), &link_packages, settings));
 
     // --- Requests ----------------------------------------------------------------------------
     eprintln!("bench: request counts");
@@ -1041,6 +1092,9 @@ fn main() {
             }
         }
     }
+    if let Some(link) = &link_results {
+        line(link.target_line());
+    }
     for (scenario, client, t, e, expect) in &request_rows {
         if client != "ocidl" || expect.is_empty() {
             continue;
@@ -1126,6 +1180,14 @@ fn main() {
     }
     line(String::new());
 
+    // Over the link.
+    if let Some(link) = &link_results {
+        for l in link.table() {
+            line(l);
+        }
+        line(String::new());
+    }
+
     // Requests.
     line("| scenario | client | requests | connections | 401 challenges | expected |".into());
     line("| --- | --- | --- | ---: | ---: | --- |".into());
@@ -1180,6 +1242,11 @@ fn main() {
           so there connections equal requests by construction; reuse shows on distribution only.".into());
     line("- Token rows: the first manifest GET is answered 401 with the challenge and repeated with the token, \
           hence 2 manifest GETs per package.".into());
+    if let Some(link) = &link_results {
+        for l in link.notes() {
+            line(l);
+        }
+    }
     print!("{out}");
     drop(registry);
 }
