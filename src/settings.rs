@@ -74,11 +74,15 @@ impl Settings {
         let text = |name: &str| var(name).and_then(|v| v.into_string().ok());
         let home = path("HOME");
 
-        let hosts = args
+        let named = args
             .references
             .iter()
             .filter_map(|r| r.repository())
-            .map(|r| r.registry().host().to_string())
+            .map(|r| {
+                let registry = r.registry();
+                let plain = registry.base_url().starts_with("http://");
+                (registry.host().to_string(), plain)
+            })
             .collect();
         let explicit = match (
             args.username,
@@ -120,7 +124,7 @@ impl Settings {
         .find(|p| p.is_file());
         let credentials = Sources {
             explicit,
-            explicit_hosts: hosts,
+            named,
             docker_config,
             auth_json,
             helper_deadline: args.timeout,

@@ -489,6 +489,54 @@ fn each_mirror_gets_its_own_credentials_only() {
 }
 
 #[test]
+fn a_plain_http_mirror_never_gets_credentials_meant_for_https() {
+    let blob = random_bytes(4096, 93);
+    let digest = digest_of(&blob);
+    // One place, 127.0.0.1:PORT: the command line names it over HTTPS (nothing answers TLS
+    // there), and OCIDL_MIRROR names it over plain HTTP, where a server asks for Basic.
+    for (key, served) in [("", false), ("https://", false), ("http://", true)] {
+        let tmp = TempDir::new();
+        let data = blob.clone();
+        let expected = basic_auth("user", "secret");
+        let mirror = FakeServer::start(move |req: &Request| {
+            match req.authorization() == Some(expected.as_str()) {
+                true => Response::ok(&data),
+                false => Response::new(401).header("WWW-Authenticate", "Basic realm=\"m\""),
+            }
+        });
+        let auths = json!({ "auths": {
+            format!("{key}{}", mirror.host()): {
+                "auth": basic_auth("user", "secret").trim_start_matches("Basic ")
+            },
+        }});
+        write_file(
+            &tmp.join("docker/config.json"),
+            auths.to_string().as_bytes(),
+        );
+        let out = ocidl(tmp.path())
+            .env("DOCKER_CONFIG", tmp.join("docker").to_str().unwrap())
+            .env("OCIDL_MIRROR", &format!("http://{}", mirror.host()))
+            .args(["--retries", "0", "-o", "blob"])
+            .arg(format!("{}/{REPO}@{digest}", mirror.host()))
+            .run();
+        let sent = mirror
+            .requests()
+            .iter()
+            .any(|r| r.authorization().is_some());
+        assert_eq!(sent, served, "key {key:?}: {}", out.stderr);
+        match served {
+            true => {
+                out.assert_success();
+                assert_file(&tmp.join("blob"), &blob);
+            }
+            false => {
+                out.assert_code(1);
+            }
+        }
+    }
+}
+
+#[test]
 fn blocked_names_are_refused_before_any_request() {
     let tmp = TempDir::new();
     let upstream = recording_mirror();

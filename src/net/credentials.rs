@@ -33,11 +33,21 @@ const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
 const HELPER_OUTPUT: usize = 64 << 10;
 
 /// What the environment says, looked up once at start-up so tests can hand in their own.
+///
+/// Credentials are for one host over the scheme they were meant for. `-u` is for the
+/// registries the command line names, over the scheme it names them with. A stored entry is
+/// for its key's scheme when the key says one (`https://h`, `http://h`); a bare key (`h`, as
+/// docker and podman write them) is for HTTPS, and for plain HTTP too unless the command
+/// line names that host over HTTPS only. A host the command line names over plain HTTP (a
+/// local registry) gets whatever is stored for it. So `OCIDL_MIRROR=http://ghcr.io` never
+/// carries the user's ghcr.io token in clear, and a plain-HTTP mirror on a host of its own
+/// still gets what `podman login` stored for it.
 pub struct Sources {
     /// From the command line or `OCIDL_USERNAME`/`OCIDL_PASSWORD`: for the registries the
-    /// command line names (`explicit_hosts`) and no other host, a mirror least of all.
+    /// command line names (`named`) and no other host, a mirror least of all.
     pub explicit: Option<Credentials>,
-    pub explicit_hosts: Vec<String>,
+    /// The registries the command line names: host, and whether over plain HTTP.
+    pub named: Vec<(String, bool)>,
     /// Docker's config file, when there is one.
     pub docker_config: Option<PathBuf>,
     /// Podman's auth file, when there is one.
@@ -48,27 +58,56 @@ pub struct Sources {
 
 impl Sources {
     /// The credentials for `host` (as in a reference: `ghcr.io`, `127.0.0.1:5000`,
-    /// `docker.io`) and `repository` (for auth.json's namespace keys).
-    pub fn lookup(&self, host: &str, repository: &str) -> Result<Option<Credentials>> {
-        if let Some(c) = &self.explicit {
-            // A mirror or a remapped location is another host: it gets its own, or none.
-            if self.explicit_hosts.iter().any(|h| h == host) {
-                return Ok(Some(c.clone()));
-            }
+    /// `docker.io`) over plain HTTP or not, and `repository` (for auth.json's namespace keys).
+    pub fn lookup(&self, host: &str, plain: bool, repository: &str) -> Result<Option<Credentials>> {
+        let named = |plain: bool| self.named.iter().any(|n| n.0 == host && n.1 == plain);
+        if let (Some(c), true) = (&self.explicit, named(plain)) {
+            // A mirror or a remapped location is another place: it gets its own, or none.
+            return Ok(Some(c.clone()));
         }
+        let keys = match (plain, named(true), named(false)) {
+            (false, _, _) => Keys::Https,
+            (true, true, _) => Keys::All,
+            (true, false, false) => Keys::Plain,
+            (true, false, true) => Keys::PlainOnly,
+        };
         if let Some(path) = &self.docker_config {
             let config = read_json(path)?;
-            if let Some(c) = from_docker_config(&config, host, path, self.helper_deadline)? {
+            if let Some(c) = from_docker_config(&config, host, keys, path, self.helper_deadline)? {
                 return Ok(Some(c));
             }
         }
         if let Some(path) = &self.auth_json {
             let config = read_json(path)?;
-            if let Some(entry) = best_entry(&config, host, Some(repository)) {
+            if let Some(entry) = best_entry(&config, host, Some(repository), keys) {
                 return from_entry(entry, path).map(Some);
             }
         }
         Ok(None)
+    }
+}
+
+/// Which stored keys may serve a lookup (see `Sources`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keys {
+    /// Over plain HTTP to a host the command line names so: the user chose it for the host.
+    All,
+    /// Over HTTPS: any key but one written `http://`.
+    Https,
+    /// Over plain HTTP: any key but one written `https://`.
+    Plain,
+    /// Over plain HTTP to a host the command line names over HTTPS: only `http://` keys.
+    PlainOnly,
+}
+
+impl Keys {
+    fn take(self, key: &str) -> bool {
+        match self {
+            Keys::All => true,
+            Keys::Https => !key.starts_with("http://"),
+            Keys::Plain => !key.starts_with("https://"),
+            Keys::PlainOnly => key.starts_with("http://"),
+        }
     }
 }
 
@@ -84,9 +123,16 @@ fn read_json(path: &Path) -> Result<Value> {
 fn from_docker_config(
     config: &Value,
     host: &str,
+    keys: Keys,
     path: &Path,
     deadline: Duration,
 ) -> Result<Option<Credentials>> {
+    // A helper is asked by host alone: not for what must be keyed `http://`.
+    if keys == Keys::PlainOnly {
+        return Ok(best_entry(config, host, None, keys)
+            .map(|e| from_entry(e, path))
+            .transpose()?);
+    }
     let helper_for_host = config
         .get("credHelpers")
         .and_then(Value::as_object)
@@ -99,7 +145,7 @@ fn from_docker_config(
     if let Some(helper) = helper_for_host.or(store) {
         return run_helper(helper, host, path, deadline);
     }
-    match best_entry(config, host, None) {
+    match best_entry(config, host, None, keys) {
         Some(entry) => from_entry(entry, path).map(Some),
         None => Ok(None),
     }
@@ -107,12 +153,18 @@ fn from_docker_config(
 
 /// The `auths` entry for `host`. With `repository` (podman's auth.json), a key may also
 /// name a namespace or the repository itself, and the longest match wins; docker's
-/// config.json keys are compared by host alone.
-fn best_entry<'a>(config: &'a Value, host: &str, repository: Option<&str>) -> Option<&'a Value> {
+/// config.json keys are compared by host alone. Only the `keys` a lookup may use count.
+fn best_entry<'a>(
+    config: &'a Value,
+    host: &str,
+    repository: Option<&str>,
+    keys: Keys,
+) -> Option<&'a Value> {
     let auths = config.get("auths")?.as_object()?;
     let full = repository.map(|r| format!("{host}/{r}"));
     auths
         .iter()
+        .filter(|(key, _)| keys.take(key))
         // Docker Desktop leaves `{}` entries behind for hosts whose secret is in its store;
         // they must not hide an entry that has one.
         .filter(|(_, entry)| entry.as_object().is_some_and(|o| !o.is_empty()))
@@ -353,7 +405,7 @@ mod tests {
         }});
         let path = Path::new("config.json");
         let get = |host: &str, repo: &str| {
-            best_entry(&config, host, Some(repo)).map(|e| from_entry(e, path).unwrap())
+            best_entry(&config, host, Some(repo), Keys::Https).map(|e| from_entry(e, path).unwrap())
         };
         assert_eq!(
             creds(get("docker.io", "library/debian")),
@@ -384,7 +436,8 @@ mod tests {
             "h.io/team": {},
         }});
         let get = |repo: &str| {
-            best_entry(&podman, "h.io", Some(repo)).map(|e| from_entry(e, path).unwrap())
+            best_entry(&podman, "h.io", Some(repo), Keys::Https)
+                .map(|e| from_entry(e, path).unwrap())
         };
         assert_eq!(creds(get("team/app")), Some(("app".into(), "app".into())));
         assert_eq!(creds(get("team/other")), Some(("h".into(), "host".into())));
@@ -392,13 +445,19 @@ mod tests {
         let docker =
             json!({"auths": {"https://h.io/some/path": {"auth": "aDpob3N0"}, "https://h.io": {}}});
         assert_eq!(
-            creds(best_entry(&docker, "h.io", None).map(|e| from_entry(e, path).unwrap())),
+            creds(
+                best_entry(&docker, "h.io", None, Keys::Https)
+                    .map(|e| from_entry(e, path).unwrap())
+            ),
             Some(("h".into(), "host".into()))
         );
 
         let broken = json!({"auths": {"x.io": {"auth": "not base64!"}}});
         assert!(matches!(
-            from_entry(best_entry(&broken, "x.io", None).unwrap(), path),
+            from_entry(
+                best_entry(&broken, "x.io", None, Keys::Https).unwrap(),
+                path
+            ),
             Err(Error::Config { .. })
         ));
     }
@@ -416,48 +475,48 @@ mod tests {
         .unwrap();
         let sources = Sources {
             explicit: None,
-            explicit_hosts: Vec::new(),
+            named: Vec::new(),
             docker_config: Some(docker.clone()),
             auth_json: Some(podman.clone()),
             helper_deadline: Duration::from_secs(5),
         };
         assert_eq!(
-            creds(sources.lookup("a.io", "x").unwrap()),
+            creds(sources.lookup("a.io", false, "x").unwrap()),
             Some(("d".into(), "docker".into()))
         );
         assert_eq!(
-            creds(sources.lookup("b.io", "x").unwrap()),
+            creds(sources.lookup("b.io", false, "x").unwrap()),
             Some(("p".into(), "podman".into()))
         );
-        assert_eq!(creds(sources.lookup("c.io", "x").unwrap()), None);
+        assert_eq!(creds(sources.lookup("c.io", false, "x").unwrap()), None);
         let explicit = Sources {
             explicit: Some(Credentials::basic_pair("u".into(), "p".into())),
-            explicit_hosts: vec!["a.io".into(), "c.io".into()],
+            named: vec![("a.io".into(), false), ("c.io".into(), false)],
             ..sources
         };
         assert_eq!(
-            creds(explicit.lookup("a.io", "x").unwrap()),
+            creds(explicit.lookup("a.io", false, "x").unwrap()),
             Some(("u".into(), "p".into()))
         );
         assert_eq!(
-            creds(explicit.lookup("c.io", "x").unwrap()),
+            creds(explicit.lookup("c.io", false, "x").unwrap()),
             Some(("u".into(), "p".into()))
         );
         // Not named on the command line (a mirror): its own sources decide.
         assert_eq!(
-            creds(explicit.lookup("b.io", "x").unwrap()),
+            creds(explicit.lookup("b.io", false, "x").unwrap()),
             Some(("p".into(), "podman".into()))
         );
 
         std::fs::write(&docker, r#"{"credsStore": "ocidl-test-missing"}"#).unwrap();
         let sources = Sources {
             explicit: None,
-            explicit_hosts: Vec::new(),
+            named: Vec::new(),
             docker_config: Some(docker),
             auth_json: None,
             helper_deadline: Duration::from_secs(5),
         };
-        match sources.lookup("a.io", "x") {
+        match sources.lookup("a.io", false, "x") {
             Err(e) => assert!(
                 e.to_string()
                     .contains("docker-credential-ocidl-test-missing"),

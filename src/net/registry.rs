@@ -22,10 +22,11 @@ pub const MAX_PAGES: usize = 10_000;
 pub struct Client {
     transport: Transport,
     sources: Sources,
-    /// The `Authorization` that worked, by registry host and scope: one token per run.
+    /// The `Authorization` that worked, by registry (scheme, host and port) and scope: one
+    /// token per run.
     auth: HashMap<(String, String), Secret>,
-    /// Credentials found for each registry host and repository (auth.json may hold one
-    /// per namespace), looked up when a registry first asks.
+    /// Credentials found for each registry (scheme, host and port) and repository
+    /// (auth.json may hold one per namespace), looked up when a registry first asks.
     credentials: HashMap<(String, String), Option<Credentials>>,
 }
 
@@ -200,7 +201,7 @@ impl Client {
         let registry = repo.registry();
         let origin = Origin::of(&registry.base_url())?;
         let key = (
-            registry.host().to_string(),
+            registry.base_url(),
             format!("repository:{}:pull", repo.path()),
         );
         let shortcut = Secret::for_registry(GHCR_ANONYMOUS.to_string(), &origin);
@@ -263,11 +264,14 @@ impl Client {
 
     /// The repository's credentials, from the first source that has some; looked up once.
     fn credentials(&mut self, repo: &Repository) -> Result<Option<Credentials>> {
-        let key = (repo.registry().host().to_string(), repo.path());
+        // By scheme too: the same host over plain HTTP (a mirror) is not the same place.
+        let registry = repo.registry();
+        let key = (registry.base_url(), repo.path());
         if let Some(found) = self.credentials.get(&key) {
             return Ok(found.clone());
         }
-        let found = self.sources.lookup(&key.0, &key.1)?;
+        let plain = key.0.starts_with("http://");
+        let found = self.sources.lookup(registry.host(), plain, &key.1)?;
         self.credentials.insert(key, found.clone());
         Ok(found)
     }
