@@ -129,9 +129,9 @@ fn from_docker_config(
 ) -> Result<Option<Credentials>> {
     // A helper is asked by host alone: not for what must be keyed `http://`.
     if keys == Keys::PlainOnly {
-        return Ok(best_entry(config, host, None, keys)
+        return best_entry(config, host, None, keys)
             .map(|e| from_entry(e, path))
-            .transpose()?);
+            .transpose();
     }
     let helper_for_host = config
         .get("credHelpers")
