@@ -508,3 +508,35 @@ fn processes_starting_one_new_cache_at_once_all_use_it() {
         }
     }
 }
+
+/// `copy_local` says of an entry whose length is not the descriptor's size: "the descriptor
+/// may be the wrong one, so it is not removed"; `try_sources` then removes it all the same.
+/// Any source whose manifest names a cached blob with another size (a mirror's, a typo'd
+/// registry's) deletes the good entry from a shared cache, though it never served a byte.
+#[test]
+fn a_descriptor_with_another_size_does_not_remove_a_good_cache_entry() {
+    use crate::support::fake::{Content, FakeServer};
+    use crate::support::push::{oci_manifest_json, Layer, OCI_MANIFEST};
+    let reg = registry();
+    let tmp = TempDir::new();
+    pull(&tmp, &reg, &["--cache", "cache", "--cache-only"]).assert_success();
+    let tool = &files()[0].1;
+    let entry = tmp.join("cache/blobs/sha256").join(sha256_hex(tool));
+
+    // Another source's manifest: the same digest, one byte more.
+    let mut manifest = oci_manifest_json(&[Layer::file("tool", tool)], &[]);
+    manifest["layers"][0]["size"] = (tool.len() as u64 + 1).into();
+    let mut content = Content::new();
+    content.add_manifest(REPO, "v1", OCI_MANIFEST, &manifest);
+    let other = FakeServer::start(move |req| content.serve(req));
+    let _ = pull_plain(
+        tmp.path(),
+        &["--cache", "cache", "-o", "out"],
+        &other.reference(&format!("{REPO}:v1")),
+    )
+    .run();
+    assert!(
+        entry.is_file(),
+        "a manifest that only named the blob with another size removed the cache's good entry"
+    );
+}
