@@ -7,7 +7,9 @@
 use std::collections::HashSet;
 use std::fs;
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::cli::{Mode, Output};
 use crate::content::digest::{Digest, Verifier};
@@ -23,6 +25,7 @@ use crate::net::registry::Client;
 use crate::progress::{human_size, Progress};
 use crate::reference::{Place, Reference, Repository, Target, DEFAULT_TAG};
 use crate::settings::Job;
+use crate::sys;
 
 pub use crate::report::{File, Report, Status};
 
@@ -311,25 +314,41 @@ fn fetch_blob(
         report.files.push(File::cached(None, size, digest, None));
         return Ok(());
     }
+    // The path, and the directory it must stay in when ocidl chose its name.
     let target = match &job.output {
         Some(Output::Stdout) => None,
-        Some(Output::Path(path)) if paths::names_directory(path) => Some(path.join(&name)),
-        Some(Output::Path(path)) => Some(path.clone()),
-        None => Some(PathBuf::from(&name)),
+        Some(Output::Path(dir)) if paths::names_directory(dir) => {
+            Some((dir.join(&name), Some(dir.as_path())))
+        }
+        Some(Output::Path(path)) => Some((path.clone(), None)),
+        None => Some((PathBuf::from(&name), Some(Path::new(".")))),
     };
     let (size, status) = match &target {
         None => (stream(d, digest, None, &name, None)?, Status::Written),
-        // A FIFO, a device, `/dev/stdout` the user named: written into, never replaced.
-        Some(path) if paths::is_special(path) => {
+        // A FIFO, a device, `/dev/stdout` the user named with `-o`: written into, never
+        // replaced. Under a name ocidl chose, whatever is there is replaced, not fed.
+        Some((path, None)) if paths::is_special(path) => {
             (stream(d, digest, None, &name, Some(path))?, Status::Written)
         }
-        Some(path) => {
+        Some((path, root)) => {
             let mut stage = Stage::default();
-            let status = into_file(d, path, digest, None, &name, &[], fallback, &mut stage)?;
+            let into = into_file(
+                d,
+                path,
+                *root,
+                digest,
+                None,
+                &name,
+                &[],
+                fallback,
+                &mut stage,
+            );
+            let status = into?;
             stage.commit()?;
             status
         }
     };
+    let target = target.map(|(path, _)| path);
     report.record(d.progress, None, target, digest, None, size, status);
     Ok(())
 }
@@ -342,40 +361,63 @@ fn stream(
     name: &str,
     path: Option<&Path>,
 ) -> Result<u64> {
-    match path {
-        None => {
-            let stdout = io::stdout();
-            let mut out = stdout.lock();
-            d.blob(
-                digest,
-                size,
-                name,
-                &mut Sink::Stream(Stream::stdout(&mut out)),
-            )
+    let Some(path) = path else {
+        let stdout = io::stdout();
+        let mut out = stdout.lock();
+        let mut sink = Sink::Stream(Stream::stdout(&mut out));
+        return d.blob(digest, size, name, &mut sink);
+    };
+    let mut out = open_stream(path, d.patience())?;
+    let mut sink = Sink::Stream(Stream::named(&mut out, path));
+    d.blob(digest, size, name, &mut sink)
+}
+
+/// Opens the FIFO or device at `path` for writing, waiting for a FIFO's reader `patience` at
+/// most (an open that blocks would wait for ever), and only when it is still not a regular
+/// file once open.
+fn open_stream(path: &Path, patience: Duration) -> Result<fs::File> {
+    const ENXIO: i32 = 6;
+    let until = Instant::now() + patience;
+    let file = loop {
+        let opened = fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(sys::O_NONBLOCK)
+            .open(path);
+        match opened {
+            Ok(file) => break file,
+            // A FIFO no one reads yet.
+            Err(e) if e.raw_os_error() == Some(ENXIO) && Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            Err(e) if e.raw_os_error() == Some(ENXIO) => {
+                return Err(Error::File {
+                    path: path.to_path_buf(),
+                    cause: io::Error::other(format!("no one read it for {} s", patience.as_secs())),
+                })
+            }
+            Err(e) => return Err(Error::file(path)(e)),
         }
-        Some(path) => {
-            let mut out = fs::OpenOptions::new()
-                .write(true)
-                .open(path)
-                .map_err(Error::file(path))?;
-            d.blob(
-                digest,
-                size,
-                name,
-                &mut Sink::Stream(Stream::named(&mut out, path)),
-            )
-        }
+    };
+    if file.metadata().map_err(Error::file(path))?.is_file() {
+        return Err(Error::File {
+            path: path.to_path_buf(),
+            cause: io::Error::other("became a regular file"),
+        });
     }
+    sys::set_nonblocking(&file, false).map_err(Error::file(path))?;
+    Ok(file)
 }
 
 /// One blob into a file at `path`: nothing when it already holds the blob, else delivered
-/// into its temporary file and staged in `stage`. `watch`: the package's other temporary
-/// files, which another ocidl may be filling (see `Partial::open`). `fallback`: another
-/// source comes next, so a failed file is not kept for a later run.
+/// into its temporary file and staged in `stage`. `root`: the directory it must stay inside,
+/// when ocidl chose the name. `watch`: the package's other temporary files, which another
+/// ocidl may be filling (see `Partial::open`). `fallback`: another source comes next, so a
+/// failed file is not kept for a later run.
 #[allow(clippy::too_many_arguments)]
 fn into_file(
     d: &mut Deliver,
     path: &Path,
+    root: Option<&Path>,
     digest: &Digest,
     size: Option<u64>,
     name: &str,
@@ -389,7 +431,7 @@ fn into_file(
     if let Some(n) = partial::holds(path, digest, size)? {
         return Ok((n, Status::UpToDate));
     }
-    let mut partial = Partial::open(path, digest, watch, d.patience(), d.progress)?;
+    let mut partial = Partial::open(path, digest, root, watch, d.patience(), d.progress)?;
     if let Some(n) = partial::holds(path, digest, size)? {
         partial.discard();
         return Ok((n, Status::UpToDate));
@@ -528,6 +570,7 @@ fn pull_package(
         let delivered = into_file(
             d,
             path,
+            Some(root),
             &layer.digest,
             size,
             title,

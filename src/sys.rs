@@ -1,7 +1,8 @@
 //! What std cannot do, and the only `unsafe` in ocidl: catching Ctrl-C (and stopping a
 //! credential helper with us), starting disk writeback early, reading a pipe without
-//! blocking, and asking who we run as. The design card allows no crate for these (no libc),
-//! so the C functions are declared here, each call commented with why it is sound.
+//! blocking, asking who we run as and the umask, and holding signals off while a package is
+//! renamed into place. The design card allows no crate for these (no libc), so the C
+//! functions are declared here, each call commented with why it is sound.
 
 #![allow(unsafe_code)]
 
@@ -42,6 +43,27 @@ extern "C" {
     fn kill(pid: c_int, signal: c_int) -> c_int;
     fn fcntl(fd: c_int, command: c_int, ...) -> c_int;
     fn getuid() -> u32;
+    fn umask(mask: u32) -> u32;
+}
+
+/// The mode new files get (0666 less the umask), read once: a temporary file is made 0600,
+/// so that no one else can open (or lock) it, and given this mode once verified.
+pub fn file_mode() -> u32 {
+    static MODE: AtomicI32 = AtomicI32::new(-1);
+    let mode = MODE.load(Ordering::Relaxed);
+    if mode >= 0 {
+        return mode as u32;
+    }
+    // SAFETY: umask(2) only swaps the process's mask and cannot fail; it is set straight
+    // back, and ocidl has one thread, so nothing creates a file in between.
+    let mask = unsafe {
+        let mask = umask(0o077);
+        umask(mask);
+        mask
+    };
+    let mode = 0o666 & !mask;
+    MODE.store(mode as i32, Ordering::Relaxed);
+    mode
 }
 
 /// The user ocidl runs as: a partial file is resumed only when it is theirs.
@@ -68,8 +90,31 @@ const MESSAGE: &[u8] =
     b"ocidl: stopped by a signal; what was downloaded is kept in .*.ocidl-partial files, \
 and the same command resumes it\n";
 
+/// While a package's files are renamed into place, a signal waits for the last rename:
+/// the package is installed whole or not at all. 0: no commit; -1: committing; a signal
+/// number: one came during the commit.
+static COMMITTING: AtomicI32 = AtomicI32::new(0);
+
+/// Runs `renames` with SIGINT and SIGTERM held off until it returns; one that came meanwhile
+/// then stops ocidl as it would have.
+pub fn uninterrupted<T>(renames: impl FnOnce() -> T) -> T {
+    COMMITTING.store(-1, Ordering::SeqCst);
+    let done = renames();
+    let pending = COMMITTING.swap(0, Ordering::SeqCst);
+    if pending > 0 {
+        on_signal(pending);
+    }
+    done
+}
+
 extern "C" fn on_signal(signum: c_int) {
-    // An atomic load is lock-free and async-signal-safe.
+    // Atomic loads and swaps are lock-free and async-signal-safe.
+    if COMMITTING
+        .compare_exchange(-1, signum, Ordering::SeqCst, Ordering::SeqCst)
+        .is_ok()
+    {
+        return;
+    }
     let child = CHILD.load(Ordering::SeqCst);
     // SAFETY: kill(2), write(2) and _exit(2) are async-signal-safe (signal-safety(7));
     // MESSAGE is static, and no other Rust state is touched. `child` is a pid we spawned;
@@ -85,13 +130,17 @@ extern "C" fn on_signal(signum: c_int) {
 }
 
 /// Makes reads from `fd` return `WouldBlock` instead of waiting, so a pipe can be polled
-/// against a deadline on one thread.
-pub fn set_nonblocking(fd: &impl AsRawFd) -> std::io::Result<()> {
+/// against a deadline on one thread; or, with `false`, makes them wait again.
+pub fn set_nonblocking(fd: &impl AsRawFd, nonblocking: bool) -> std::io::Result<()> {
     // SAFETY: the descriptor is valid for the call (borrowed from a live owner); F_GETFL
     // and F_SETFL read and set only its status flags, taking and returning integers.
     let ok = unsafe {
         let flags = fcntl(fd.as_raw_fd(), F_GETFL);
-        flags >= 0 && fcntl(fd.as_raw_fd(), F_SETFL, flags | O_NONBLOCK) >= 0
+        let flags = match nonblocking {
+            true => flags | O_NONBLOCK,
+            false => flags & !O_NONBLOCK,
+        };
+        flags >= 0 && fcntl(fd.as_raw_fd(), F_SETFL, flags) >= 0
     };
     match ok {
         true => Ok(()),

@@ -477,3 +477,97 @@ fn a_lock_held_by_one_that_makes_progress_is_waited_for() {
         assert_file(&tmp.join("out/tool"), &data);
     }
 }
+
+/// Waiting on a lock lasts as long as "something it is writing moves": any of the package's
+/// temporary names appearing, going, growing or shrinking. Neither who holds the lock nor who
+/// moves those names is asked. A temporary file is made with the umask's mode (0644), so any
+/// local user can open the one an interrupted run kept, read-only, and lock it; one who can
+/// also write into the output directory (the threat the issue names) makes and removes
+/// another temporary name of the package now and then, and the next run waits for ever:
+/// `--timeout 1` bounds nothing.
+#[test]
+fn a_stranger_holding_a_lock_and_touching_names_cannot_keep_ocidl_waiting_for_ever() {
+    let tmp = TempDir::new();
+    let fake = slow_first_time();
+    let run = || {
+        ocidl(tmp.path()).args([
+            "--plain-http",
+            "-o",
+            "out",
+            "--timeout",
+            "1",
+            &fake.package(),
+        ])
+    };
+    let out = tmp.join("out");
+    let kept = out.join(partial_name(BIG, &fake.digest));
+    // A run stopped halfway keeps its part, as the README promises.
+    let mut first = run().spawn();
+    wait_for_bytes(&kept);
+    first.signal("INT");
+    first.finish(EXIT_AFTER_SIGNAL).assert_code(130);
+
+    // Another user locks it, through a read-only descriptor, when they can open it.
+    let mut stranger = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["flock", "--close", "-x"])
+        .arg(&kept)
+        .args(["sleep", "60"])
+        .spawn()
+        .expect("run setpriv flock");
+    let probe = fs::File::open(&kept).unwrap();
+    wait_until(Duration::from_secs(5), || match probe.try_lock() {
+        Ok(()) => probe.unlock().is_err(),
+        Err(e) => matches!(e, fs::TryLockError::WouldBlock),
+    });
+    drop(probe);
+    // And touches another temporary name of the package now and then.
+    let stop = Arc::new(AtomicBool::new(false));
+    let toucher = {
+        let stop = Arc::clone(&stop);
+        let other = out.join(partial_name("small", &digest_of(SMALL)));
+        thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let _ = fs::write(&other, b"");
+                thread::sleep(Duration::from_millis(300));
+                let _ = fs::remove_file(&other);
+                thread::sleep(Duration::from_millis(300));
+            }
+        })
+    };
+    let mut second = run().spawn();
+    // --timeout 1: a bounded wait is over long before this.
+    let ended = second.wait_timeout(Duration::from_secs(20)).is_some();
+    stop.store(true, Ordering::SeqCst);
+    toucher.join().unwrap();
+    let _ = stranger.kill();
+    let _ = stranger.wait();
+    assert!(
+        ended,
+        "ocidl still waits after 20 s with --timeout 1, on a lock a stranger holds; \
+         stderr:\n{}",
+        second.stderr_so_far()
+    );
+}
+
+/// "Nothing waits without a bound": a FIFO target is opened for writing with a plain
+/// `open`, which waits for a reader for ever, before any request. `-o FIFO` with no one
+/// reading hangs, `--timeout` or not; so does an installer's `ocidl REF@sha256:...` when
+/// someone planted a FIFO at the name the blob takes (the repository's last segment, in the
+/// working directory), since a special file there is written into, not replaced.
+#[test]
+fn a_fifo_target_without_a_reader_is_not_waited_on_for_ever() {
+    let tmp = TempDir::new();
+    let fake = scripted(random_bytes(1000, 92), |_, _, _| None);
+    mkfifo(&tmp.join("fifo"));
+    let mut running = ocidl(tmp.path())
+        .args(["--plain-http", "--timeout", "1", "-o", "fifo", &fake.blob()])
+        .spawn();
+    let ended = running.wait_timeout(Duration::from_secs(20)).is_some();
+    assert!(
+        ended,
+        "ocidl still waits for a reader of its FIFO target after 20 s with --timeout 1; \
+         stderr:\n{}",
+        running.stderr_so_far()
+    );
+}

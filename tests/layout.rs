@@ -338,3 +338,205 @@ fn a_hostile_layout_cannot_set_modes_or_hang() {
         .run();
     out.assert_error(1, "not a regular file");
 }
+
+/// "The cache is an optimisation: failing to read or write it is a note, and the delivery
+/// goes on from the origin." Not when looking an entry up fails: what is not a regular file
+/// is removed, and when that cannot be done (a directory with something in it, a cache the
+/// user may read but not write) the error ends the whole pull, though the registry is up.
+#[test]
+fn a_cache_entry_that_cannot_be_cleared_is_a_note_not_a_failure() {
+    let reg = registry();
+    let tmp = TempDir::new();
+    pull(&tmp, &reg, &["--cache", "cache", "--cache-only"]).assert_success();
+    let entry = tmp
+        .join("cache/blobs/sha256")
+        .join(sha256_hex(&files()[0].1));
+    fs::remove_file(&entry).unwrap();
+    fs::create_dir(&entry).unwrap();
+    fs::write(entry.join("something"), b"x").unwrap();
+
+    let out = pull(&tmp, &reg, &["--cache", "cache", "-o", "out"]);
+    out.assert_success();
+    assert_files(&tmp.join("out"), &files());
+}
+
+/// The same for a user who may read a cache but not write it: an entry they cannot open is
+/// not "missing", it ends the pull.
+#[test]
+fn a_cache_another_user_cannot_read_is_a_note_not_a_failure() {
+    use std::os::unix::fs::PermissionsExt;
+    let reg = registry();
+    let tmp = TempDir::new();
+    pull(&tmp, &reg, &["--cache", "cache", "--cache-only"]).assert_success();
+    fs::set_permissions(tmp.join("cache/blobs"), fs::Permissions::from_mode(0o700)).unwrap();
+    let out_dir = tmp.mkdir("out");
+    assert!(Command::new("chown")
+        .args(["nobody:nogroup"])
+        .arg(&out_dir)
+        .status()
+        .unwrap()
+        .success());
+    let binary = crate::support::run::ocidl_command();
+    let mut ocidl = Command::new("setpriv");
+    ocidl
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(binary.get_program())
+        .args(binary.get_args())
+        .args(["--plain-http", "--cache", "cache", "-o", "out"])
+        .arg(reg.reference(&format!("{REPO}:v1")))
+        .current_dir(tmp.path())
+        .env("HOME", tmp.join(".no-such-home"))
+        .env("CONTAINERS_REGISTRIES_CONF", "/dev/null");
+    for name in crate::support::run::SCRUBBED_ENV {
+        ocidl.env_remove(name);
+    }
+    let out = ocidl.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stderr}");
+    assert!(
+        out.status.success(),
+        "exit {:?}: {stderr}",
+        out.status.code()
+    );
+    assert_files(&tmp.join("out"), &files());
+}
+
+/// An `index.json` that does not parse is "written afresh": every name other tools recorded
+/// in the layout is dropped for ocidl's one. skopeo writes `index.json` in place (truncate,
+/// then write), so an ocidl sharing the layout can read it half-written; then the names of
+/// everything skopeo put there are gone for good, though their blobs are still there.
+#[test]
+fn an_index_that_cannot_be_read_keeps_the_names_others_recorded() {
+    let reg = registry();
+    let tmp = TempDir::new();
+    pull(&tmp, &reg, &["--cache", "cache", "--cache-only"]).assert_success();
+    let index_path = tmp.join("cache/index.json");
+    let mut index: Value = serde_json::from_slice(&fs::read(&index_path).unwrap()).unwrap();
+    let ours = index["manifests"][0].clone();
+    let mut others = Vec::new();
+    for name in ["example.org/skopeo/a:1", "example.org/skopeo/b:2"] {
+        let mut entry = ours.clone();
+        entry["annotations"]["org.opencontainers.image.ref.name"] = name.into();
+        others.push(entry);
+    }
+    index["manifests"] = Value::Array(others);
+    let whole = serde_json::to_vec_pretty(&index).unwrap();
+    // Cut where a writer in the middle of its write would leave it: after both names.
+    let cut = whole.len() - 8;
+    fs::write(&index_path, &whole[..cut]).unwrap();
+
+    pull(&tmp, &reg, &["--cache", "cache", "-o", "out"]).assert_success();
+    let after = String::from_utf8_lossy(&fs::read(&index_path).unwrap()).into_owned();
+    for name in ["example.org/skopeo/a:1", "example.org/skopeo/b:2"] {
+        assert!(
+            after.contains(name),
+            "the layout's name {name} is gone from index.json:\n{after}"
+        );
+    }
+}
+
+/// A blob fetched by digest has no size to check an entry against, so the cache's entry is
+/// copied whole, whatever its length, before the digest can say it is wrong. A sparse file
+/// of a terabyte planted under the blob's name (it costs its owner nothing) is copied into
+/// the output directory until the disk is full, on every run: the entry is not removed when
+/// the copy fails. Here the copy is capped at 8 MiB by `ulimit -f` so the test cannot fill
+/// the disk; the entry is 1 GiB, the blob 3 MiB.
+#[test]
+fn a_huge_cache_entry_for_a_blob_without_a_size_is_not_copied_whole() {
+    let reg = registry();
+    let tmp = TempDir::new();
+    let tool = &files()[0].1;
+    let blob = reg.reference(&format!("{REPO}@{}", digest_of(tool)));
+    pull_plain(tmp.path(), &["--cache", "cache", "--cache-only"], &blob)
+        .run()
+        .assert_success();
+    let entry = tmp.join("cache/blobs/sha256").join(sha256_hex(tool));
+    fs::remove_file(&entry).unwrap();
+    fs::File::create(&entry).unwrap().set_len(1 << 30).unwrap();
+
+    let binary = crate::support::run::ocidl_command();
+    let mut ocidl = Command::new("sh");
+    ocidl
+        .args(["-c", "ulimit -f 16384 && exec \"$@\"", "sh"])
+        .arg(binary.get_program())
+        .args(binary.get_args())
+        .args(["--plain-http", "--cache", "cache", "-o", "out/"])
+        .arg(&blob)
+        .current_dir(tmp.path())
+        .env("HOME", tmp.join(".no-such-home"))
+        .env("CONTAINERS_REGISTRIES_CONF", "/dev/null");
+    for name in crate::support::run::SCRUBBED_ENV {
+        ocidl.env_remove(name);
+    }
+    let out = ocidl.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{:?}\n{stderr}", out.status);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert_files(&tmp.join("out"), &[("tool", tool.clone())]);
+}
+
+/// Two processes sharing one cache is a promise; two *starting* one fails. `Layout::create`
+/// finds the directory without `oci-layout` but no longer empty (the other process's
+/// `.oci-layout.<pid>.0.tmp` is there, or already its `blobs/`), and refuses it as "not an
+/// OCI image layout": `--cache-only` exits 1, a pull goes on without the cache.
+#[test]
+fn processes_starting_one_new_cache_at_once_all_use_it() {
+    let reg = registry();
+    let reference = reg.reference(&format!("{REPO}:v1"));
+    for round in 0..5 {
+        let tmp = TempDir::new();
+        let runs: Vec<_> = (0..4)
+            .map(|_| {
+                ocidl(tmp.path())
+                    .args([
+                        "--plain-http",
+                        "--cache",
+                        "cache",
+                        "--cache-only",
+                        &reference,
+                    ])
+                    .spawn()
+            })
+            .collect();
+        for run in runs {
+            let out = run.finish(std::time::Duration::from_secs(60));
+            assert!(
+                out.code == 0,
+                "round {round}: one of four runs starting the cache at once failed:\n{}",
+                out.stderr
+            );
+        }
+    }
+}
+
+/// `copy_local` says of an entry whose length is not the descriptor's size: "the descriptor
+/// may be the wrong one, so it is not removed"; `try_sources` then removes it all the same.
+/// Any source whose manifest names a cached blob with another size (a mirror's, a typo'd
+/// registry's) deletes the good entry from a shared cache, though it never served a byte.
+#[test]
+fn a_descriptor_with_another_size_does_not_remove_a_good_cache_entry() {
+    use crate::support::fake::{Content, FakeServer};
+    use crate::support::push::{oci_manifest_json, Layer, OCI_MANIFEST};
+    let reg = registry();
+    let tmp = TempDir::new();
+    pull(&tmp, &reg, &["--cache", "cache", "--cache-only"]).assert_success();
+    let tool = &files()[0].1;
+    let entry = tmp.join("cache/blobs/sha256").join(sha256_hex(tool));
+
+    // Another source's manifest: the same digest, one byte more.
+    let mut manifest = oci_manifest_json(&[Layer::file("tool", tool)], &[]);
+    manifest["layers"][0]["size"] = (tool.len() as u64 + 1).into();
+    let mut content = Content::new();
+    content.add_manifest(REPO, "v1", OCI_MANIFEST, &manifest);
+    let other = FakeServer::start(move |req| content.serve(req));
+    let _ = pull_plain(
+        tmp.path(),
+        &["--cache", "cache", "-o", "out"],
+        &other.reference(&format!("{REPO}:v1")),
+    )
+    .run();
+    assert!(
+        entry.is_file(),
+        "a manifest that only named the blob with another size removed the cache's good entry"
+    );
+}

@@ -914,3 +914,34 @@ weight = 10
         "the mirror was not asked: {through_cache:?}"
     );
 }
+
+/// "A source abandoned halfway leaves nothing": its files are removed, but the directories
+/// its titles made are not. A mirror whose package nests its files (`share/x/planted`) and
+/// then fails leaves `share/x/` in the output directory after the registry installed its
+/// own package; as a failed pull from the registry alone does too.
+#[test]
+fn a_mirror_abandoned_halfway_leaves_no_directory_behind() {
+    let tmp = TempDir::new();
+    let upstream = Registry::start();
+    upstream
+        .pusher()
+        .push_package(REPO, TAG, &file_refs(&files()));
+    let planted = b"chosen by the mirror".to_vec();
+    let missing = b"never served".to_vec();
+    let mut content = Content::new();
+    content.add_package(
+        REPO,
+        TAG,
+        &[("share/x/planted", &planted), ("share/y/missing", &missing)],
+    );
+    let gone = digest_of(&missing);
+    let mirror = FakeServer::start(move |req: &Request| match req.path().ends_with(&gone) {
+        true => Response::not_found(),
+        false => content.serve(req),
+    });
+    let text = conf(&upstream.host(), &[&mirror.host()]);
+    let out = pull(with_conf(&tmp, &text), &upstream.host(), "out");
+    out.assert_success();
+    assert_files(&tmp.join("out"), &files());
+    assert_tree(&tmp.join("out"), &["tool", "tool.json"]);
+}

@@ -38,6 +38,7 @@ use crate::error::{Error, Result};
 use crate::net::registry::Client;
 use crate::progress::Progress;
 use crate::reference::Repository;
+use crate::sys;
 
 pub use sink::{Sink, Stream};
 
@@ -111,7 +112,10 @@ pub struct Deliver<'a, 'b> {
 enum Local {
     Delivered(u64),
     Missing,
-    /// It is there but is not this content.
+    /// Another size than the descriptor's: not this content, but the descriptor may be the
+    /// wrong one (another source's), so the entry is not removed.
+    WrongSize(Error),
+    /// It is there but is not this content, or could change while it is read.
     Unverified(Error),
     /// It could not be read.
     Unreadable(Error),
@@ -187,10 +191,10 @@ impl Deliver<'_, '_> {
         if let Some(cache) = self.cache {
             match from_local(&cache.layout, digest, size, sink, self.progress)? {
                 Local::Delivered(n) => return Ok(n),
-                Local::Missing => {}
+                Local::Missing | Local::WrongSize(_) => {}
                 Local::Unverified(e) => {
                     self.progress.note(format_args!(
-                        "cache {}: {digest} is not what it should be ({e}); fetching it again",
+                        "cache {}: {digest}: {e}; fetching it again",
                         cache.layout.root().display()
                     ));
                     cache.layout.forget(digest);
@@ -206,7 +210,7 @@ impl Deliver<'_, '_> {
                         "blob {digest} in the layout {}",
                         layout.root().display()
                     ))),
-                    Local::Unverified(e) | Local::Unreadable(e) => Err(e),
+                    Local::WrongSize(e) | Local::Unverified(e) | Local::Unreadable(e) => Err(e),
                 };
             }
             Origin::Registry(repo) => repo,
@@ -222,7 +226,7 @@ impl Deliver<'_, '_> {
                             Error::NotFound(format!("{digest} once written")),
                             self.progress,
                         )?,
-                        Local::Unverified(e) | Local::Unreadable(e) => {
+                        Local::WrongSize(e) | Local::Unverified(e) | Local::Unreadable(e) => {
                             cache.fail(e, self.progress)?
                         }
                     }
@@ -266,7 +270,8 @@ impl Deliver<'_, '_> {
         size: Option<u64>,
     ) -> Result<()> {
         let path = cache.layout.blob_path(digest);
-        let mut partial = Partial::open(&path, digest, &[], self.patience(), self.progress)?;
+        let root = Some(cache.layout.root());
+        let mut partial = Partial::open(&path, digest, root, &[], self.patience(), self.progress)?;
         let delivered = remote::fetch(
             self.client,
             repo,
@@ -296,9 +301,11 @@ pub fn settle(partial: Partial, delivered: Result<u64>) -> Result<(Staged, u64)>
 }
 
 /// Copies the layout's blob into `sink`, verified on the way. A stream gets it only after a
-/// first pass verified the whole file, so a wrong entry never reaches a reader; the second
-/// pass is verified too, for a file changed in between, and once bytes went out its failure
-/// is final. A file sink that did not get the blob is emptied for the next source.
+/// first pass verified the whole file, so a wrong entry never reaches a reader, and only
+/// from a file no one else can change between the passes; a blob of unknown size gets the
+/// same first pass, so that a huge entry is not copied whole before it fails. Once bytes
+/// went out, a failure is final. A file sink that did not get the blob is emptied for the
+/// next source.
 fn from_local(
     layout: &Layout,
     digest: &Digest,
@@ -323,12 +330,13 @@ fn copy_local(
     sink: &mut Sink,
     progress: &mut Progress,
 ) -> Result<Local> {
-    let Some(mut entry) = layout.entry(digest)? else {
-        return Ok(Local::Missing);
+    let mut entry = match layout.entry(digest) {
+        Ok(Some(entry)) => entry,
+        Ok(None) => return Ok(Local::Missing),
+        Err(e) => return Ok(Local::Unreadable(e)),
     };
     if let Some(size) = size.filter(|&s| s != entry.len) {
-        // Not this content; but the descriptor may be the wrong one, so it is not removed.
-        return Ok(Local::Unverified(Error::SizeMismatch {
+        return Ok(Local::WrongSize(Error::SizeMismatch {
             expected: size,
             actual: entry.len,
         }));
@@ -340,7 +348,16 @@ fn copy_local(
             cause,
         })
     };
-    if let Sink::Stream(_) = sink {
+    let stream = matches!(sink, Sink::Stream(_));
+    if stream && !steady(&entry.file) {
+        return Ok(Local::Unverified(Error::File {
+            path: path.clone(),
+            cause: std::io::Error::other(
+                "others may change it while it is read: not streamed unverified",
+            ),
+        }));
+    }
+    if stream || size.is_none() {
         let mut first = Verifier::new(digest, Some(entry.len));
         if let Err(e) = partial::feed(&mut entry.file, &entry.path, &mut first) {
             return Ok(Local::Unreadable(e));
@@ -351,7 +368,8 @@ fn copy_local(
         if let Err(e) = entry.file.rewind() {
             return Ok(unreadable(e));
         }
-    } else {
+    }
+    if !stream {
         // What an earlier run left there is of no use: the whole blob is here.
         sink.restart()?;
     }
@@ -374,5 +392,14 @@ fn copy_local(
     Ok(match verifier.finish() {
         Ok(n) => Local::Delivered(n),
         Err(e) => Local::Unverified(e),
+    })
+}
+
+/// Whether no one but ocidl's user (or root) can change the file while it is read: it is
+/// theirs, has one link, and no one else may write it.
+fn steady(file: &std::fs::File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    file.metadata().is_ok_and(|m| {
+        (m.uid() == sys::uid() || m.uid() == 0) && m.nlink() == 1 && m.mode() & 0o022 == 0
     })
 }

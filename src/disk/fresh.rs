@@ -7,7 +7,7 @@
 
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use crate::error::{Error, Result};
@@ -84,14 +84,27 @@ pub fn open_config(path: &Path) -> io::Result<File> {
 }
 
 /// Makes a new file at `path` for writing (and reading back); fails when anything, even a
-/// dangling symlink, is already there.
+/// dangling symlink, is already there. It is the user's alone (0600) until `publish` gives
+/// it its mode: no one else can open it meanwhile, to read it, write it or hold its lock.
 pub fn create(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .custom_flags(sys::O_NOFOLLOW)
         .open(path)
+}
+
+/// Gives a file ocidl made the mode a new file gets (0666 less the umask), executable
+/// where readable when it is a program, before it is renamed into place.
+pub fn publish(file: &File, program: bool) -> io::Result<()> {
+    let mode = sys::file_mode();
+    let mode = match program {
+        true => mode | (mode & 0o444) >> 2,
+        false => mode,
+    };
+    file.set_permissions(fs::Permissions::from_mode(mode))
 }
 
 /// Removes what is at `path` when it is not a regular file ocidl could use: the name itself

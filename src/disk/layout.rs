@@ -63,7 +63,8 @@ impl Layout {
     }
 
     /// A layout to fill (the cache), made when missing. A directory that holds something
-    /// else is not taken over: it is refused.
+    /// else is not taken over: it is refused. Several ocidl may make one at once: what they
+    /// leave while they do (`blobs`, their temporary files) is not something else.
     pub fn create(root: &Path) -> Result<Layout> {
         let layout = Layout {
             root: root.to_path_buf(),
@@ -71,27 +72,35 @@ impl Layout {
         };
         let marker = root.join(LAYOUT_FILE);
         match fresh::open_regular(&marker).map_err(Error::file(&marker))? {
-            Found::File(..) => {}
+            Found::File(..) => return Ok(layout),
             Found::Other => {
                 return Err(Error::File {
                     path: marker,
                     cause: io::Error::other("not a regular file"),
                 })
             }
-            Found::Missing => {
-                let empty = fs::read_dir(root).map_or(true, |mut d| d.next().is_none());
-                if !empty {
-                    return Err(Error::File {
-                        path: root.to_path_buf(),
-                        cause: io::Error::other(
-                            "not an OCI image layout (no oci-layout file) and not empty",
-                        ),
-                    });
-                }
-                fs::create_dir_all(root).map_err(Error::file(root))?;
-                layout.write_atomically(&marker, LAYOUT.as_bytes())?;
-            }
+            Found::Missing => {}
         }
+        let ours = |name: &str| {
+            [LAYOUT_FILE, "blobs", INDEX, "index.json.lock"].contains(&name)
+                || (name.starts_with('.') && name.ends_with(".tmp"))
+        };
+        let foreign = fs::read_dir(root).ok().and_then(|mut entries| {
+            entries.find(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| !ours(&e.file_name().to_string_lossy()))
+            })
+        });
+        if foreign.is_some() {
+            return Err(Error::File {
+                path: root.to_path_buf(),
+                cause: io::Error::other(
+                    "not an OCI image layout (no oci-layout file) and not empty",
+                ),
+            });
+        }
+        fs::create_dir_all(root).map_err(Error::file(root))?;
+        layout.publish(&marker, LAYOUT.as_bytes())?;
         Ok(layout)
     }
 
@@ -152,8 +161,10 @@ impl Layout {
                 path,
             })),
             Found::Missing => Ok(None),
+            // Removed when it can be (something that will not go, a full directory, is a
+            // miss all the same: the blob is fetched, and writing it there fails as a note).
             Found::Other if self.writable => {
-                fresh::clear(&path).map_err(Error::file(&path))?;
+                self.forget(digest);
                 Ok(None)
             }
             Found::Other => Err(Error::File {
@@ -163,10 +174,13 @@ impl Layout {
         }
     }
 
-    /// Removes a cache's blob that did not verify, so the next run fetches it again.
+    /// Removes a cache's blob that did not verify, so the next run fetches it again; never
+    /// through a directory that leads out of the layout.
     pub fn forget(&self, digest: &Digest) {
-        if self.writable {
-            let _ = fresh::clear(&self.blob_path(digest));
+        let path = self.blob_path(digest);
+        let dir = path.parent().unwrap_or(&self.root);
+        if self.writable && self.inside(dir).is_ok() {
+            let _ = fresh::clear(&path);
         }
     }
 
@@ -186,8 +200,8 @@ impl Layout {
     /// Records `name` in `index.json` as the manifest `fetched`, replacing what the name
     /// meant before, with `annotations` beside the name. Read, changed and written back under
     /// a lock, by rename; another process's hold on the lock is waited out for `patience` at
-    /// most. An `index.json` that cannot be read is started afresh (said in the returned
-    /// note); one that would pass `INDEX_MAX` loses its oldest names.
+    /// most. An `index.json` that cannot be read is left alone, and the name not recorded
+    /// (said in the returned note); one that would pass `INDEX_MAX` loses its oldest names.
     pub fn record(
         &self,
         name: &str,
@@ -196,14 +210,12 @@ impl Layout {
         patience: Duration,
     ) -> Result<Option<String>> {
         let _lock = self.lock(patience)?;
-        let mut note = None;
+        // One that cannot be read (half written by another tool, past the bound) is left as
+        // it is, and the name not recorded: what others recorded there is not lost.
         let mut index = match self.index() {
             Ok(Some(index)) => index,
             Ok(None) => Map::new(),
-            Err(e) => {
-                note = Some(format!("{e}; it is written afresh"));
-                Map::new()
-            }
+            Err(e) => return Ok(Some(format!("{e}; {name} is not recorded in it"))),
         };
         let mut manifests = match index.remove("manifests") {
             Some(Value::Array(manifests)) => manifests,
@@ -245,7 +257,7 @@ impl Layout {
         let path = self.root.join(INDEX);
         let text = serde_json::to_vec_pretty(&index).map_err(|e| Error::file(&path)(e.into()))?;
         self.write_atomically(&path, &text)?;
-        Ok(note)
+        Ok(None)
     }
 
     /// Takes `index.json.lock`, waiting `patience` at most for another process to let go.
@@ -359,9 +371,23 @@ impl Layout {
 
     /// Writes `bytes` to `path` through a new temporary file beside it and a rename.
     fn write_atomically(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        self.write_file(path, bytes, true)
+    }
+
+    /// Writes `bytes` to `path` unless something is there already (another ocidl's).
+    fn publish(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        self.write_file(path, bytes, false)
+    }
+
+    /// Writes `bytes` into a new temporary file beside `path`, then renames it over `path`
+    /// (`replace`) or links it there, which leaves what is already there alone. The
+    /// directory must be a real one inside the layout, not a symlink leading elsewhere.
+    fn write_file(&self, path: &Path, bytes: &[u8], replace: bool) -> Result<()> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let dir = path.parent().unwrap_or(&self.root);
+        self.inside(dir)?;
         fs::create_dir_all(dir).map_err(Error::file(dir))?;
+        self.inside(dir)?;
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy())
@@ -391,12 +417,37 @@ impl Layout {
         };
         let written = file
             .write_all(bytes)
+            .and_then(|()| fresh::publish(&file, false))
             .and_then(|()| file.sync_all())
-            .and_then(|()| fs::rename(&temp, path));
+            .and_then(|()| match replace {
+                true => fs::rename(&temp, path),
+                false => match fs::hard_link(&temp, path) {
+                    Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
+                    _ => fs::remove_file(&temp),
+                },
+            });
         if written.is_err() {
             let _ = fs::remove_file(&temp);
         }
         written.map_err(Error::file(path))
+    }
+
+    /// Refuses a directory of the layout that leads elsewhere (`blobs/sha256` swapped for a
+    /// symlink): nothing is made, written or removed through it. For one not there yet, the
+    /// part of it that is.
+    fn inside(&self, dir: &Path) -> Result<()> {
+        let real = |p: &Path| p.canonicalize().map_err(Error::file(p));
+        let there = dir
+            .ancestors()
+            .find(|a| fs::symlink_metadata(a).is_ok())
+            .unwrap_or(&self.root);
+        if real(there)?.starts_with(real(&self.root)?) {
+            return Ok(());
+        }
+        Err(Error::File {
+            path: dir.to_path_buf(),
+            cause: io::Error::other("leads outside the layout"),
+        })
     }
 }
 

@@ -14,7 +14,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -73,11 +73,14 @@ fn still_names(path: &Path, file: &File) -> bool {
     }
 }
 
-/// How much the files in `watch` hold, for telling whether another ocidl is making progress.
+/// How much the files in `watch` hold, for telling whether another ocidl is making progress:
+/// only the temporary files of ocidl's user count, so that no one else can make a wait last
+/// by touching names there.
 fn footprint(watch: &[PathBuf]) -> Vec<Option<u64>> {
+    let ours = |m: &fs::Metadata| m.is_file() && m.uid() == sys::uid() && m.nlink() == 1;
     watch
         .iter()
-        .map(|p| fs::symlink_metadata(p).ok().map(|m| m.len()))
+        .map(|p| fs::symlink_metadata(p).ok().filter(ours).map(|m| m.len()))
         .collect()
 }
 
@@ -117,15 +120,23 @@ pub struct Partial {
     flushed: u64,
     path: PathBuf,
     target: PathBuf,
+    /// The directories this file's opening made, removed again with it.
+    made: Vec<PathBuf>,
+    /// Where the target must stay (the output directory, really): checked again just
+    /// before the file is made and before it is renamed.
+    inside: Option<PathBuf>,
 }
 
 impl Partial {
     /// Opens the target's temporary file (creating the target's directory when missing): an
     /// earlier run's when it may be resumed, else a fresh one. While another ocidl holds it,
     /// waits as long as that one makes progress on any of `watch` (see `wait_for_lock`).
+    /// `root`: the directory the target must stay inside (its title was planned there), in
+    /// case a directory on the way was swapped for a symlink since.
     pub fn open(
         target: &Path,
         digest: &Digest,
+        root: Option<&Path>,
         watch: &[PathBuf],
         patience: Duration,
         progress: &Progress,
@@ -134,7 +145,15 @@ impl Partial {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        make_dir(dir)?;
+        let made = make_dir(dir)?;
+        let inside = match root {
+            Some(root) => Some(root.canonicalize().map_err(Error::file(root))?),
+            None => None,
+        };
+        if let Err(e) = stays_inside(dir, inside.as_deref()) {
+            remove_dirs(&made);
+            return Err(e);
+        }
         let name = target
             .file_name()
             .map(|n| n.to_string_lossy())
@@ -173,9 +192,12 @@ impl Partial {
                     flushed: 0,
                     path,
                     target: target.to_path_buf(),
+                    made,
+                    inside,
                 });
             }
         }
+        remove_dirs(&made);
         Err(Error::File {
             path,
             cause: io::Error::other("something else keeps appearing under this name"),
@@ -217,49 +239,41 @@ impl Partial {
         Ok(())
     }
 
-    /// The file once verified: a program (ELF or `#!`) made executable, as installers want,
-    /// and its data on disk, so that a power cut after the rename cannot leave the final name
-    /// with missing contents. It stays locked until committed.
+    /// The file once verified: given the mode a new file gets, a program (ELF or `#!`) made
+    /// executable where readable, as installers want, and its data on disk, so that a power
+    /// cut after the rename cannot leave the final name with missing contents. It stays
+    /// locked until committed.
     pub fn finish(self) -> Result<Staged> {
+        let mut head = [0u8; 4];
         let done = self
-            .make_executable_if_program()
-            .and_then(|()| self.file.sync_all().map_err(Error::file(&self.path)));
+            .file
+            .read_at(&mut head, 0)
+            .and_then(|n| {
+                let program = head[..n].starts_with(b"\x7fELF") || head[..n].starts_with(b"#!");
+                fresh::publish(&self.file, program)
+            })
+            .and_then(|()| self.file.sync_all());
         match done {
             Ok(()) => Ok(Staged {
                 file: self.file,
                 path: self.path,
                 target: self.target,
+                made: self.made,
+                inside: self.inside,
             }),
             Err(e) => {
+                let path = self.path.clone();
                 self.discard();
-                Err(e)
+                Err(Error::file(path)(e))
             }
         }
     }
 
-    /// Gives execute permission wherever the file is readable: the file was created with the
-    /// umask applied (0644 under the usual 022), so this gives 0755 less the umask without
-    /// asking for the umask, which std cannot read.
-    fn make_executable_if_program(&self) -> Result<()> {
-        let mut head = [0u8; 4];
-        let n = self
-            .file
-            .read_at(&mut head, 0)
-            .map_err(Error::file(&self.path))?;
-        if !(head[..n].starts_with(b"\x7fELF") || head[..n].starts_with(b"#!")) {
-            return Ok(());
-        }
-        let meta = self.file.metadata().map_err(Error::file(&self.path))?;
-        let mode = meta.permissions().mode();
-        let executable = mode | (mode & 0o444) >> 2;
-        self.file
-            .set_permissions(fs::Permissions::from_mode(executable))
-            .map_err(Error::file(&self.path))
-    }
-
-    /// Removes the temporary file: its content is wrong, or the target is already right.
+    /// Removes the temporary file, and the directories its opening made when they are
+    /// empty: its content is wrong, or the target is already right.
     pub fn discard(self) {
         remove_if_ours(&self.path, &self.file);
+        remove_dirs(&self.made);
     }
 }
 
@@ -284,6 +298,8 @@ pub struct Staged {
     file: File,
     path: PathBuf,
     target: PathBuf,
+    made: Vec<PathBuf>,
+    inside: Option<PathBuf>,
 }
 
 impl Staged {
@@ -291,21 +307,38 @@ impl Staged {
         &self.target
     }
 
-    /// Renames the file over its target: only the file ocidl made and verified, so a name
-    /// swapped meanwhile is refused rather than installed.
-    pub fn commit(self) -> Result<()> {
+    /// Whether the file can be renamed over its target: it is still the file ocidl made
+    /// and verified (a name swapped meanwhile is refused rather than installed), its
+    /// directory is still where it was planned, and no directory stands at the target.
+    fn ready(&self) -> Result<()> {
         if !still_names(&self.path, &self.file) {
             return Err(Error::File {
-                path: self.path,
+                path: self.path.clone(),
                 cause: io::Error::other("replaced by something else after it was verified"),
             });
         }
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        stays_inside(dir, self.inside.as_deref())?;
+        match fs::symlink_metadata(&self.target) {
+            Ok(meta) if meta.is_dir() => Err(Error::File {
+                path: self.target.clone(),
+                cause: io::Error::other("a directory is there now"),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Renames the file over its target, once `ready`.
+    pub fn commit(self) -> Result<()> {
+        self.ready()?;
         fs::rename(&self.path, &self.target).map_err(Error::file(&self.target))
     }
 
-    /// Removes the file: its package will not be installed.
+    /// Removes the file (and the directories its opening made, when empty): its package
+    /// will not be installed.
     pub fn discard(self) {
         remove_if_ours(&self.path, &self.file);
+        remove_dirs(&self.made);
     }
 }
 
@@ -315,19 +348,58 @@ fn remove_if_ours(path: &Path, file: &File) {
     }
 }
 
-/// Makes `dir` and its parents, saying so when a file is in the way (create_dir_all only
-/// says "File exists" for `-o plain/tool` with `plain` a file).
-fn make_dir(dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir).map_err(|e| {
-        let in_the_way = dir.ancestors().any(Path::is_file);
-        Error::File {
-            path: dir.to_path_buf(),
-            cause: match in_the_way {
-                true => io::Error::other("a file is in the way of this directory"),
-                false => e,
-            },
+/// Makes `dir` and its parents; the ones it made, top first. A file in the way is said
+/// (mkdir only says "File exists" for `-o plain/tool` with `plain` a file).
+fn make_dir(dir: &Path) -> Result<Vec<PathBuf>> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|a| !a.as_os_str().is_empty() && fs::symlink_metadata(a).is_err())
+        .collect();
+    let mut made = Vec::new();
+    for level in missing.into_iter().rev() {
+        match fs::create_dir(level) {
+            Ok(()) => made.push(level.to_path_buf()),
+            // Another ocidl made it meanwhile: not ours to remove.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && level.is_dir() => {}
+            Err(e) => {
+                remove_dirs(&made);
+                let in_the_way = dir.ancestors().any(Path::is_file);
+                return Err(Error::File {
+                    path: dir.to_path_buf(),
+                    cause: match in_the_way {
+                        true => io::Error::other("a file is in the way of this directory"),
+                        false => e,
+                    },
+                });
+            }
         }
-    })
+    }
+    Ok(made)
+}
+
+/// Removes the directories in `made` (top first) that are empty, deepest first.
+fn remove_dirs(made: &[PathBuf]) {
+    for dir in made.iter().rev() {
+        let _ = fs::remove_dir(dir);
+    }
+}
+
+/// Refuses a directory that no longer leads inside `inside` (the real output directory):
+/// one on its way was swapped for a symlink since its title was planned.
+fn stays_inside(dir: &Path, inside: Option<&Path>) -> Result<()> {
+    let Some(inside) = inside else {
+        return Ok(());
+    };
+    match dir.canonicalize() {
+        Ok(real) if real.starts_with(inside) => Ok(()),
+        _ => Err(Error::File {
+            path: dir.to_path_buf(),
+            cause: io::Error::other(format!(
+                "no longer inside {} (a directory on the way was replaced)",
+                inside.display()
+            )),
+        }),
+    }
 }
 
 /// A package's files, staged one by one and renamed into place together once every one of
@@ -342,21 +414,36 @@ impl Stage {
         self.files.push(staged);
     }
 
-    /// Renames every staged file into place, in order.
+    /// Renames every staged file into place, once every one of them is `ready`, with Ctrl-C
+    /// held off until the last rename: the package is installed whole or not at all. (A
+    /// rename that fails once all were ready, an I/O error, leaves the ones before it in
+    /// place; the error says which file.)
     pub fn commit(self) -> Result<()> {
-        self.files.into_iter().try_for_each(Staged::commit)
+        if let Err(e) = self.files.iter().try_for_each(Staged::ready) {
+            self.discard();
+            return Err(e);
+        }
+        sys::uninterrupted(|| self.files.into_iter().try_for_each(Staged::commit))
     }
 
-    /// Removes every staged file.
+    /// Removes every staged file, then the directories they made that are left empty.
     pub fn discard(self) {
-        self.files.into_iter().for_each(Staged::discard);
+        let mut made = Vec::new();
+        for staged in self.files {
+            remove_if_ours(&staged.path, &staged.file);
+            made.extend(staged.made);
+        }
+        made.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        made.iter().for_each(|d| {
+            let _ = fs::remove_dir(d);
+        });
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
+    use std::os::unix::fs::{symlink, PermissionsExt};
 
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("ocidl-partial-{name}-{}", std::process::id()));
@@ -369,6 +456,7 @@ mod tests {
         Partial::open(
             target,
             digest,
+            None,
             &[],
             Duration::from_secs(1),
             &Progress::silent(),

@@ -296,7 +296,7 @@ fn answer_of(
         let _ = stdin.write_all(server.as_bytes());
     }
     let mut stdout = child.stdout.take().ok_or("no stdout")?;
-    sys::set_nonblocking(&stdout).map_err(|e| e.to_string())?;
+    sys::set_nonblocking(&stdout, true).map_err(|e| e.to_string())?;
     let until = Instant::now() + deadline;
     let mut output = Vec::new();
     let mut chunk = [0u8; 4096];
