@@ -14,7 +14,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -162,6 +162,12 @@ impl Partial {
         let watch: Vec<PathBuf> = watch.iter().chain([&path]).cloned().collect();
         for _ in 0..TRIES {
             let file = match fresh::open_ours(&path).map_err(Error::file(&path))? {
+                // An older run's may be readable by others: ours alone again (see `create`).
+                Found::File(file, meta) if meta.mode() & 0o077 != 0 => {
+                    file.set_permissions(fs::Permissions::from_mode(0o600))
+                        .map_err(Error::file(&path))?;
+                    file
+                }
                 Found::File(file, _) => file,
                 Found::Missing => match fresh::create(&path) {
                     Ok(file) => file,
@@ -443,7 +449,7 @@ impl Stage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::{symlink, PermissionsExt};
+    use std::os::unix::fs::symlink;
 
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("ocidl-partial-{name}-{}", std::process::id()));
