@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod body;
 pub mod credentials;
+pub mod http1;
 pub mod mirrors;
 pub mod policy;
 pub mod proxy;
