@@ -39,7 +39,7 @@ pub enum Length {
     Close,
 }
 
-/// A final answer's head.
+/// A final answer's head: what says where it ends, and the one header the pipeline reads.
 #[derive(Debug)]
 pub struct Head {
     pub status: u16,
@@ -47,20 +47,8 @@ pub struct Head {
     /// The server closes the connection after this answer (`Connection: close`, HTTP/1.0, or
     /// a body that runs to the close): nothing follows it.
     pub close: bool,
-    /// Names in lowercase; values as sent, less surrounding blanks, invalid UTF-8 replaced.
-    headers: Vec<(String, String)>,
-}
-
-impl Head {
-    /// The value of the header `name` (lowercase), when it appears exactly once: two
-    /// `Location`s are no location.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        let mut found = self.headers.iter().filter(|(n, _)| n == name);
-        match (found.next(), found.next()) {
-            (Some((_, value)), None) => Some(value),
-            _ => None,
-        }
-    }
+    /// `Location`, when it appears exactly once (two are none), invalid UTF-8 replaced.
+    pub location: Option<String>,
 }
 
 fn bad(what: &'static str) -> io::Error {
@@ -72,7 +60,7 @@ fn cut(what: &'static str) -> io::Error {
 }
 
 /// Parses a head: the status line and the header lines, each ended by CRLF, without the empty
-/// line that ends the head.
+/// line that ends the head. Where the body ends follows RFC 9112 section 6.3.
 pub fn parse_head(bytes: &[u8]) -> io::Result<Head> {
     let mut lines = bytes.split(|&b| b == b'\n');
     let mut line = || -> io::Result<Option<&[u8]>> {
@@ -86,12 +74,10 @@ pub fn parse_head(bytes: &[u8]) -> io::Result<Head> {
         }
     };
     let status_line = line()?.ok_or_else(|| bad("an empty answer head"))?;
-    let rest = status_line
-        .strip_prefix(b"HTTP/1.")
-        .ok_or_else(|| bad("not an HTTP/1.x status line"))?;
-    let (http10, code) = match rest {
-        [b'1', b' ', code @ ..] => (false, code),
-        [b'0', b' ', code @ ..] => (true, code),
+    let (http10, code) = match status_line {
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', minor @ (b'0' | b'1'), b' ', code @ ..] => {
+            (*minor == b'0', code)
+        }
         _ => return Err(bad("not an HTTP/1.x status line")),
     };
     let status = match code {
@@ -102,9 +88,14 @@ pub fn parse_head(bytes: &[u8]) -> io::Result<Head> {
         }
         _ => return Err(bad("not a status code")),
     };
-    let mut headers = Vec::new();
+    let mut content_length = None;
+    let (mut transfer_encoding, mut chunked) = (false, false);
+    let mut close = http10;
+    let mut locations = Vec::new();
+    let mut count = 0;
     while let Some(line) = line()? {
-        if headers.len() == MAX_HEADERS {
+        count += 1;
+        if count > MAX_HEADERS {
             return Err(bad("more than 100 headers"));
         }
         if line.len() > MAX_LINE {
@@ -112,7 +103,7 @@ pub fn parse_head(bytes: &[u8]) -> io::Result<Head> {
         }
         let colon = line.iter().position(|&b| b == b':');
         let (name, value) = match colon {
-            Some(at) if at > 0 => (&line[..at], &line[at + 1..]),
+            Some(at) if at > 0 => (&line[..at], trim_blanks(&line[at + 1..])),
             _ => return Err(bad("a header line without a name")),
         };
         // A blank before the colon, or a line folded onto the previous one (it starts with a
@@ -120,49 +111,33 @@ pub fn parse_head(bytes: &[u8]) -> io::Result<Head> {
         if !name.iter().all(|&b| is_tchar(b)) {
             return Err(bad("a header name with a character it may not have"));
         }
-        let value = trim_blanks(value);
         if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
             return Err(bad("a header value with a control character"));
         }
-        headers.push((
-            String::from_utf8_lossy(name).to_ascii_lowercase(),
-            String::from_utf8_lossy(value).into_owned(),
-        ));
-    }
-    framing(status, http10, headers)
-}
-
-/// Where the body ends, and whether the connection does (RFC 9112 section 6.3).
-fn framing(status: u16, http10: bool, headers: Vec<(String, String)>) -> io::Result<Head> {
-    let mut content_length = None;
-    let (mut transfer_encoding, mut chunked) = (false, false);
-    let mut close = http10;
-    for (name, value) in &headers {
-        let items = value.split(',').map(|v| v.trim_matches([' ', '\t']));
-        match name.as_str() {
-            "content-length" => {
-                for item in items {
-                    let n =
-                        digits(item).ok_or_else(|| bad("a Content-Length that is no number"))?;
-                    if content_length.is_some_and(|known| known != n) {
-                        return Err(bad("two different Content-Length values"));
-                    }
-                    content_length = Some(n);
+        let items = value.split(|&b| b == b',').map(trim_blanks);
+        let is = |wanted: &str| name.eq_ignore_ascii_case(wanted.as_bytes());
+        if is("content-length") {
+            for item in items {
+                let n = digits(item).ok_or_else(|| bad("a Content-Length that is no number"))?;
+                if content_length.is_some_and(|known| known != n) {
+                    return Err(bad("two different Content-Length values"));
                 }
+                content_length = Some(n);
             }
-            "transfer-encoding" => {
-                transfer_encoding = true;
-                for coding in items.filter(|c| !c.is_empty()) {
-                    // Chunked once and last, and nothing else: we ask for no other coding,
-                    // and a body coded otherwise is not the blob anyway.
-                    if chunked || !coding.eq_ignore_ascii_case("chunked") {
-                        return Err(bad("a transfer coding other than chunked"));
-                    }
-                    chunked = true;
+        } else if is("transfer-encoding") {
+            transfer_encoding = true;
+            for coding in items.filter(|c| !c.is_empty()) {
+                // Chunked once and last, and nothing else: we ask for no other coding, and a
+                // body coded otherwise is not the blob anyway.
+                if chunked || !coding.eq_ignore_ascii_case(b"chunked") {
+                    return Err(bad("a transfer coding other than chunked"));
                 }
+                chunked = true;
             }
-            "connection" => close |= items.clone().any(|t| t.eq_ignore_ascii_case("close")),
-            _ => {}
+        } else if is("connection") {
+            close |= items.clone().any(|t| t.eq_ignore_ascii_case(b"close"));
+        } else if is("location") {
+            locations.push(value);
         }
     }
     let length = match (status, transfer_encoding, content_length) {
@@ -177,11 +152,15 @@ fn framing(status: u16, http10: bool, headers: Vec<(String, String)>) -> io::Res
             Length::Close
         }
     };
+    let location = match locations[..] {
+        [one] => Some(String::from_utf8_lossy(one).into_owned()),
+        _ => None,
+    };
     Ok(Head {
         status,
         length,
         close,
-        headers,
+        location,
     })
 }
 
@@ -200,10 +179,15 @@ fn trim_blanks(mut s: &[u8]) -> &[u8] {
     s
 }
 
-/// A decimal length: digits only (`u64::from_str` would take a `+`), no overflow.
-fn digits(s: &str) -> Option<u64> {
-    let all_digits = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    all_digits.then(|| s.parse().ok()).flatten()
+/// A decimal length: digits only (no sign, no blank), no overflow.
+fn digits(s: &[u8]) -> Option<u64> {
+    if s.is_empty() {
+        return None;
+    }
+    s.iter().try_fold(0u64, |n, &b| {
+        let digit = (b as char).to_digit(10)?;
+        n.checked_mul(10)?.checked_add(digit as u64)
+    })
 }
 
 /// A chunk-size line: hex digits, then nothing or an extension (`;...`, ignored).
@@ -564,7 +548,7 @@ HTTP/1.0 200 OK\r\n\r\nuntil the close";
             (h.status, h.length, h.close),
             (307, Length::Fixed(0), false)
         );
-        assert_eq!(h.header("location"), Some("/b?x=1"));
+        assert_eq!(h.location.as_deref(), Some("/b?x=1"));
         let h = head("HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\nContent-Length: 1\r\n");
         assert!(h.close);
         let h = head("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n");
@@ -572,9 +556,9 @@ HTTP/1.0 200 OK\r\n\r\nuntil the close";
         let h = head("HTTP/1.1 200 OK\r\n");
         assert_eq!((h.length, h.close), (Length::Close, true));
         let h = head("HTTP/1.1 302 Found\r\nLocation: /a\r\nLocation: /b\r\nContent-Length: 0\r\n");
-        assert_eq!(h.header("location"), None, "two locations are none");
-        let h = head("HTTP/1.1 200\r\nContent-Length: 1\r\nX: caf\u{e9}\r\n");
-        assert_eq!(h.header("x"), Some("caf\u{e9}"));
+        assert_eq!(h.location, None, "two locations are none");
+        let h = head("HTTP/1.1 301\r\nContent-Length: 1\r\nLocation: /caf\u{e9}\r\n");
+        assert_eq!(h.location.as_deref(), Some("/caf\u{e9}"));
     }
 
     #[test]

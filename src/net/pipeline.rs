@@ -299,8 +299,8 @@ impl Work {
         }
         let redirect =
             matches!(head.status, 301 | 302 | 303 | 307 | 308) && self.fates[i] == Fate::Registry;
-        let location = head.header("location").filter(|_| redirect);
-        self.fates[i] = match location.and_then(|to| hop(&self.blobs[i].0, to)) {
+        let location = head.location.filter(|_| redirect);
+        self.fates[i] = match location.and_then(|to| hop(&self.blobs[i].0, &to)) {
             Some((url, origin)) => Fate::Redirected(url, origin),
             None => Fate::Missed,
         };
