@@ -161,7 +161,7 @@ bench: test-deps static
 
 # Each cargo-fuzz target for FUZZ_SECONDS (nightly and cargo-fuzz; installed when missing).
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := reference www_authenticate manifest headers cli registries_conf
+FUZZ_TARGETS := reference www_authenticate manifest headers cli registries_conf http1
 fuzz:
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 	@for t in $(FUZZ_TARGETS); do \

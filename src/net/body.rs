@@ -88,7 +88,7 @@ impl Pace {
     }
 
     /// Counts `n` bytes just read; an error once a whole window went by below the limit.
-    fn check(&mut self, n: usize) -> io::Result<()> {
+    pub(crate) fn check(&mut self, n: usize) -> io::Result<()> {
         self.bytes += n as u64;
         let elapsed = self.started.elapsed();
         if elapsed < self.window {

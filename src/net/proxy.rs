@@ -79,6 +79,19 @@ impl Proxies {
 }
 
 #[cfg(test)]
+impl Proxies {
+    /// Every URL through `proxy`, for tests elsewhere (the environment is the process's).
+    pub(crate) fn all(proxy: &str) -> Proxies {
+        let proxy = ureq::Proxy::new(proxy).ok();
+        Proxies {
+            http: proxy.clone(),
+            https: proxy,
+            no_proxy: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

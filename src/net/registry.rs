@@ -12,6 +12,7 @@ use crate::content::manifest::{self, Fetched};
 use crate::error::{Error, Result};
 use crate::net::auth::{self, Challenge, Credentials, GHCR_ANONYMOUS};
 use crate::net::credentials::Sources;
+use crate::net::pipeline::Pipeline;
 use crate::net::policy::{self, Origin, Secret};
 use crate::net::transport::{resolve, status_text, Paced, Reply, Transport, SMALL_BODY};
 use crate::reference::Repository;
@@ -110,11 +111,7 @@ impl Client {
         from: u64,
         etag: Option<&str>,
     ) -> Result<Blob> {
-        let url = format!(
-            "{}/v2/{}/blobs/{digest}",
-            repo.registry().base_url(),
-            repo.path()
-        );
+        let url = blob_url(repo, digest);
         let range = format!("bytes={from}-");
         let mut headers = Vec::new();
         if from > 0 {
@@ -152,6 +149,26 @@ impl Client {
             total,
             etag,
         })
+    }
+
+    /// Pipelined GETs of `blobs` (digest and descriptor size) from `repo`, in one thread at
+    /// the speed of the link: see `pipeline.rs`. `Pipeline::next` yields each blob whose answer
+    /// is its body (200 with its size), by index in `blobs`, and `Pipeline::missed` lists the
+    /// rest for `blob`, one by one. Carries the `Authorization` this client already holds for
+    /// `repo` (a token from an earlier challenge, or ghcr's anonymous one) and never answers a
+    /// challenge itself: a blob refused is missed, and `blob` meets the challenge.
+    pub fn pipeline<'c>(&'c mut self, repo: &Repository, blobs: &[(Digest, u64)]) -> Pipeline<'c> {
+        let secret = self.auth.get(&auth_key(repo)).cloned().or_else(|| {
+            let origin = Origin::of(&repo.registry().base_url()).ok()?;
+            let shortcut = GHCR_ANONYMOUS.to_string();
+            let ghcr = repo.registry().is_ghcr();
+            ghcr.then(|| Secret::for_registry(shortcut, &origin))
+        });
+        let urls = blobs
+            .iter()
+            .map(|(digest, size)| (blob_url(repo, digest), *size))
+            .collect();
+        Pipeline::new(&mut self.transport, urls, secret)
     }
 
     /// Lists a repository's tags page by page, following `Link: <...>; rel="next"` on the
@@ -200,10 +217,7 @@ impl Client {
     fn get(&mut self, repo: &Repository, url: &str, headers: &[(&str, &str)]) -> Result<Reply> {
         let registry = repo.registry();
         let origin = Origin::of(&registry.base_url())?;
-        let key = (
-            registry.base_url(),
-            format!("repository:{}:pull", repo.path()),
-        );
+        let key = auth_key(repo);
         let shortcut = Secret::for_registry(GHCR_ANONYMOUS.to_string(), &origin);
         let mut secret = match self.auth.get(&key) {
             Some(known) => Some(known.clone()),
@@ -343,6 +357,19 @@ impl Client {
             },
         })
     }
+}
+
+/// Where a blob is asked for.
+fn blob_url(repo: &Repository, digest: &Digest) -> String {
+    let base = repo.registry().base_url();
+    format!("{base}/v2/{}/blobs/{digest}", repo.path())
+}
+
+/// The registry (scheme, host and port) and pull scope an `Authorization` is kept under:
+/// one token per run.
+fn auth_key(repo: &Repository) -> (String, String) {
+    let scope = format!("repository:{}:pull", repo.path());
+    (repo.registry().base_url(), scope)
 }
 
 /// One page of `{"tags": [...]}`.

@@ -29,6 +29,8 @@ pub use crate::net::body::{
 };
 pub use crate::net::proxy::Proxies;
 
+/// What every request says it is, ureq's and `pipeline.rs`'s alike.
+pub const USER_AGENT: &str = concat!("ocidl/", env!("CARGO_PKG_VERSION"));
 /// Redirects followed for one request. ghcr and Docker Hub use one (to their CDN).
 pub const MAX_REDIRECTS: usize = 10;
 /// Defaults to 30 s: to connect, for a reply, and between two reads of a body (`--timeout`).
@@ -233,6 +235,18 @@ impl Transport {
         })
     }
 
+    /// Runs `connect` with the configuration of the agent a request to `url` would use (its
+    /// proxy, its roots, `--insecure`), the extra roots first as for any request: for
+    /// `pipeline.rs`, which opens its connections through ureq's connector chain and writes
+    /// its own requests on them.
+    pub(crate) fn with_config<T>(
+        &mut self,
+        url: &str,
+        connect: impl Fn(&ureq::config::Config) -> Result<T>,
+    ) -> Result<T> {
+        self.with_roots(url, |agent| connect(agent.config()))
+    }
+
     /// Makes `call` with the agent `url` needs. With extra certificates, their agent goes
     /// first and the bundled roots are the fallback: ureq's root store replaces rather than
     /// extends, and "also trust" is what users of `--ca-file` expect (a registry on a private
@@ -308,7 +322,7 @@ fn agent(roots: RootCerts, proxy: Option<ureq::Proxy>, options: &Options) -> Age
         // Idle time between reads, not the whole body: a 1 GiB blob may take minutes.
         // A trickle that is never idle for that long is `Paced`'s to cut.
         .timeout_per_read(Some(timeout))
-        .user_agent(concat!("ocidl/", env!("CARGO_PKG_VERSION")))
+        .user_agent(USER_AGENT)
         .tls_config(tls)
         // Not ureq's reading of the environment: `Proxies` reads it as curl does.
         .proxy(proxy)
@@ -344,7 +358,7 @@ pub fn status_text(status: u16) -> String {
     format!("{status} {reason}").trim_end().to_string()
 }
 
-fn transport(url: &str, e: ureq::Error) -> Error {
+pub(crate) fn transport(url: &str, e: ureq::Error) -> Error {
     let host = Uri::try_from(url)
         .ok()
         .and_then(|u| u.authority().map(|a| a.to_string()))
