@@ -6,8 +6,6 @@ MUSL      := x86_64-unknown-linux-musl
 STATIC    := target/$(MUSL)/release/ocidl
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT       := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
-# Non-PIE static code: smaller, and nothing to relocate at start-up.
-MUSL_FLAGS := -C target-feature=+crt-static -C relocation-model=static
 
 VERSION   := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -n 1)
 # The release: one static binary per architecture, named as `uname -m` spells it (armv7 for
@@ -33,9 +31,10 @@ build:
 	cargo build --release
 	@ls -l target/release/ocidl
 
+# The release's x86_64 binary, built as `make cross` builds it (std rebuilt without its
+# backtrace printer, see .ci/cross), left in target/ only.
 static: musl-deps
-	CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="$(MUSL_FLAGS)" \
-		cargo build --release --target $(MUSL)
+	.ci/cross --no-dist x86_64
 	@ls -l $(STATIC)
 	@file $(STATIC) 2>/dev/null || true
 
@@ -153,7 +152,7 @@ qemu-deps:
 
 # Speed, memory and size beside curl, skopeo and the oras Python client, on a loopback
 # registry; prints the table kept in the README. Installs what it compares with.
-bench: test-deps static
+bench: test-deps static tiny
 	@command -v /usr/bin/time >/dev/null && command -v skopeo >/dev/null || { \
 		echo "installing time skopeo"; $(APT) update -qq && $(APT) install -y -qq time skopeo; }
 	@python3 -c "import oras" 2>/dev/null || pip install -q oras

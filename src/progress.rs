@@ -131,13 +131,14 @@ impl Progress {
     /// The last line on a terminal: how much, how long, how fast.
     pub fn summary(&self) {
         if self.enabled && self.files > 0 {
-            let seconds = self.started.elapsed().as_secs_f64();
+            let took = self.started.elapsed();
             eprintln!(
-                "{} file{}, {} in {seconds:.1} s ({}/s)",
+                "{} file{}, {} in {} s ({}/s)",
                 self.files,
                 if self.files == 1 { "" } else { "s" },
                 human_size(self.bytes),
-                human_size((self.bytes as f64 / seconds.max(0.001)) as u64)
+                seconds(took),
+                human_size(per_second(self.bytes, took))
             );
         }
     }
@@ -145,29 +146,37 @@ impl Progress {
 
 impl File {
     fn line(&self, now: Instant) -> String {
-        let seconds = (now - self.started).as_secs_f64().max(0.001);
-        let rate = self.done as f64 / seconds;
+        let rate = per_second(self.done, now - self.started);
         let mut line = format!("{}  {}", self.name, human_size(self.done));
         if let Some(total) = self.total.filter(|&t| t > 0) {
-            let percent = (self.done as f64 / total as f64 * 100.0).min(100.0);
-            line.push_str(&format!(" / {} ({percent:.0}%)", human_size(total)));
-            if rate > 0.0 {
-                let left = total.saturating_sub(self.done) as f64 / rate;
-                line.push_str(&format!(
-                    "  {}/s  {} left",
-                    human_size(rate as u64),
-                    clock(left)
-                ));
+            let percent = (self.done as u128 * 100 / total as u128).min(100);
+            line.push_str(&format!(" / {} ({percent}%)", human_size(total)));
+            if rate > 0 {
+                let left = total.saturating_sub(self.done).div_ceil(rate);
+                line.push_str(&format!("  {}/s  {} left", human_size(rate), clock(left)));
             }
         } else {
-            line.push_str(&format!("  {}/s", human_size(rate as u64)));
+            line.push_str(&format!("  {}/s", human_size(rate)));
         }
         line
     }
 }
 
-fn clock(seconds: f64) -> String {
-    let s = seconds.round() as u64;
+// Integers only: formatting a float would link a float printer for three digits.
+
+/// Bytes a second over `took` (at least a millisecond).
+fn per_second(bytes: u64, took: Duration) -> u64 {
+    let millis = took.as_millis().max(1);
+    (bytes as u128 * 1000 / millis).min(u64::MAX as u128) as u64
+}
+
+/// A duration in seconds with one decimal: `2.5`.
+pub fn seconds(d: Duration) -> String {
+    let tenths = (d.as_millis() + 50) / 100;
+    format!("{}.{}", tenths / 10, tenths % 10)
+}
+
+fn clock(s: u64) -> String {
     match s {
         0..=59 => format!("{s}s"),
         60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
@@ -181,13 +190,15 @@ pub fn human_size(bytes: u64) -> String {
     if bytes < 1024 {
         return format!("{bytes} B");
     }
-    let mut value = bytes as f64 / 1024.0;
+    // Tenths of the unit, rounded as `{:.1}` would.
     let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
+    let mut scale: u128 = 1024;
+    while bytes as u128 >= scale * 1024 && unit < UNITS.len() - 1 {
+        scale *= 1024;
         unit += 1;
     }
-    format!("{value:.1} {}", UNITS[unit])
+    let tenths = (bytes as u128 * 10 + scale / 2) / scale;
+    format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
 }
 
 #[cfg(test)]
@@ -223,7 +234,11 @@ mod tests {
             unknown.line(started + Duration::from_secs(2)),
             "trurl  1.0 MiB  512.0 KiB/s"
         );
-        assert_eq!(clock(75.0), "1m15s");
-        assert_eq!(clock(7300.0), "2h01m");
+        assert_eq!(clock(75), "1m15s");
+        assert_eq!(clock(7300), "2h01m");
+        assert_eq!(seconds(Duration::from_millis(2449)), "2.4");
+        assert_eq!(seconds(Duration::from_millis(250)), "0.3");
+        assert_eq!(human_size(1024 * 1024 - 1), "1024.0 KiB");
+        assert_eq!(human_size(3 * 1024 * 1024 + 52429), "3.1 MiB");
     }
 }

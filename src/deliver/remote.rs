@@ -109,8 +109,8 @@ fn receive(
                 };
                 let (n, of) = backoff.used();
                 progress.note(format_args!(
-                    "retry {n} of {of} in {:.1} s: {e} after {have} bytes; resuming",
-                    delay.as_secs_f64()
+                    "retry {n} of {of} in {} s: {e} after {have} bytes; resuming",
+                    crate::progress::seconds(delay)
                 ));
                 std::thread::sleep(delay);
             }

@@ -209,8 +209,8 @@ impl Transport {
             if !self.options.quiet {
                 let (n, of) = backoff.used();
                 progress::note(format_args!(
-                    "retry {n} of {of} in {:.1} s: {why}",
-                    delay.as_secs_f64()
+                    "retry {n} of {of} in {} s: {why}",
+                    crate::progress::seconds(delay)
                 ));
             }
             std::thread::sleep(delay);
