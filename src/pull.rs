@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::cli::{Mode, Output};
 use crate::content::digest::{Digest, Verifier};
 use crate::content::manifest::{Descriptor, Fetched, Manifest};
-use crate::deliver::{settle, Cache, Deliver, Origin, Sink, Stream};
+use crate::deliver::{settle, Cache, Deliver, Origin, Sink, Stream, Wanted};
 use crate::disk::fresh::{self, Found};
 use crate::disk::layout::Layout;
 use crate::disk::partial::{self, Partial, Stage};
@@ -408,10 +408,34 @@ fn open_stream(path: &Path, patience: Duration) -> Result<fs::File> {
     Ok(file)
 }
 
-/// One blob into a file at `path`: nothing when it already holds the blob, else delivered
-/// into its temporary file and staged in `stage`. `root`: the directory it must stay inside,
-/// when ocidl chose the name. `watch`: the package's other temporary files, which another
-/// ocidl may be filling (see `Partial::open`). `fallback`: another source comes next, so a
+/// The temporary file for a blob at `path`, or the size of what is there when it already
+/// holds the blob. `root`: the directory it must stay inside, when ocidl chose the name.
+/// `watch`: the package's other temporary files, which another ocidl may be filling (see
+/// `Partial::open`).
+fn open_file(
+    d: &mut Deliver,
+    path: &Path,
+    root: Option<&Path>,
+    digest: &Digest,
+    size: Option<u64>,
+    watch: &[PathBuf],
+) -> Result<std::result::Result<u64, Partial>> {
+    // Checked before anything is created (a read-only directory with the right file in it
+    // is fine), and again once the temporary file is ours: another ocidl may have finished
+    // it while we waited.
+    if let Some(n) = partial::holds(path, digest, size)? {
+        return Ok(Ok(n));
+    }
+    let partial = Partial::open(path, digest, root, watch, d.patience(), d.progress)?;
+    if let Some(n) = partial::holds(path, digest, size)? {
+        partial.discard();
+        return Ok(Ok(n));
+    }
+    Ok(Err(partial))
+}
+
+/// One blob into a file at `path` (`open_file`, which says what `watch` is), delivered into
+/// its temporary file and staged in `stage`. `fallback`: another source comes next, so a
 /// failed file is not kept for a later run.
 #[allow(clippy::too_many_arguments)]
 fn into_file(
@@ -425,17 +449,10 @@ fn into_file(
     fallback: bool,
     stage: &mut Stage,
 ) -> Result<(u64, Status)> {
-    // Checked before anything is created (a read-only directory with the right file in it
-    // is fine), and again once the temporary file is ours: another ocidl may have finished
-    // it while we waited.
-    if let Some(n) = partial::holds(path, digest, size)? {
-        return Ok((n, Status::UpToDate));
-    }
-    let mut partial = Partial::open(path, digest, root, watch, d.patience(), d.progress)?;
-    if let Some(n) = partial::holds(path, digest, size)? {
-        partial.discard();
-        return Ok((n, Status::UpToDate));
-    }
+    let mut partial = match open_file(d, path, root, digest, size, watch)? {
+        Ok(n) => return Ok((n, Status::UpToDate)),
+        Err(partial) => partial,
+    };
     let delivered = d.blob(digest, size, name, &mut Sink::File(&mut partial));
     let settled = match delivered {
         Err(e) if fallback => {
@@ -563,39 +580,34 @@ fn pull_package(
         .zip(&chosen)
         .map(|(path, layer)| paths::partial_path(path, &layer.digest))
         .collect();
+    let files: Vec<(&Path, &Descriptor, &str)> = paths
+        .iter()
+        .zip(&chosen)
+        .zip(&titles)
+        .map(|((path, layer), title)| (path.as_path(), *layer, *title))
+        .collect();
     let mut stage = Stage::default();
-    let mut done = Vec::new();
-    for ((path, layer), title) in paths.iter().zip(&chosen).zip(&titles) {
-        let size = Some(layer.size);
-        let delivered = into_file(
-            d,
-            path,
-            Some(root),
-            &layer.digest,
-            size,
-            title,
-            &watch,
-            fallback,
-            &mut stage,
-        );
-        match delivered {
-            Ok(outcome) => done.push(outcome),
-            Err(e) => {
-                // The files staged so far are kept for the next run only when it can
-                // resume them: after a network failure of this, the last, source.
-                if fallback || !e.is_transient() {
-                    stage.discard();
-                }
-                return Err(Error::Layer {
-                    title: title.to_string(),
-                    source: Box::new(e),
-                });
+    let delivered = match d.pipelines(files.len()) {
+        true => all_at_once(d, &files, root, &watch, fallback, &mut stage),
+        false => one_by_one(d, &files, root, &watch, fallback, &mut stage),
+    };
+    let status = match delivered {
+        Ok(status) => status,
+        Err((title, e)) => {
+            // The files staged are kept for the next run only when it can resume them:
+            // after a network failure of this, the last, source.
+            if fallback || !e.is_transient() {
+                stage.discard();
             }
+            return Err(Error::Layer {
+                title: title.to_string(),
+                source: Box::new(e),
+            });
         }
-    }
+    };
     stage.commit()?;
     for (((path, layer), title), (size, status)) in
-        paths.into_iter().zip(&chosen).zip(&titles).zip(done)
+        paths.into_iter().zip(&chosen).zip(&titles).zip(status)
     {
         let media_type = Some(&layer.media_type);
         report.record(
@@ -613,6 +625,104 @@ fn pull_package(
         record(d, name, top, report)?;
     }
     Ok(())
+}
+
+/// A package's files (path, layer, title) one after another, each staged in `stage` once
+/// verified; what became of each, or the first failure and whose it was.
+fn one_by_one<'t>(
+    d: &mut Deliver,
+    files: &[(&Path, &Descriptor, &'t str)],
+    root: &Path,
+    watch: &[PathBuf],
+    fallback: bool,
+    stage: &mut Stage,
+) -> std::result::Result<Vec<(u64, Status)>, (&'t str, Error)> {
+    let mut status = Vec::new();
+    for &(path, layer, title) in files {
+        let size = Some(layer.size);
+        let root = Some(root);
+        match into_file(
+            d,
+            path,
+            root,
+            &layer.digest,
+            size,
+            title,
+            watch,
+            fallback,
+            stage,
+        ) {
+            Ok(done) => status.push(done),
+            Err(e) => return Err((title, e)),
+        }
+    }
+    Ok(status)
+}
+
+/// `one_by_one`, with every temporary file opened first and the blobs asked for all at once
+/// (`Deliver::blobs`).
+fn all_at_once<'t>(
+    d: &mut Deliver,
+    files: &[(&Path, &Descriptor, &'t str)],
+    root: &Path,
+    watch: &[PathBuf],
+    fallback: bool,
+    stage: &mut Stage,
+) -> std::result::Result<Vec<(u64, Status)>, (&'t str, Error)> {
+    let mut status = Vec::new();
+    let mut partials = Vec::new();
+    for &(path, layer, title) in files {
+        let size = Some(layer.size);
+        match open_file(d, path, Some(root), &layer.digest, size, watch) {
+            Ok(Ok(held)) => status.push((held, Status::UpToDate)),
+            Ok(Err(partial)) => {
+                status.push((layer.size, Status::Written));
+                partials.push((partial, layer, title));
+            }
+            Err(e) => {
+                partials
+                    .into_iter()
+                    .for_each(|(p, _, _)| stage.drop_partial(p));
+                return Err((title, e));
+            }
+        }
+    }
+    let mut jobs: Vec<Wanted> = partials
+        .iter_mut()
+        .map(|(partial, layer, title)| Wanted {
+            digest: layer.digest.clone(),
+            size: layer.size,
+            name: title.to_string(),
+            partial,
+        })
+        .collect();
+    let delivered = d.blobs(&mut jobs);
+    drop(jobs);
+    let mut failed = None;
+    for ((partial, _, title), delivered) in partials.into_iter().zip(delivered) {
+        let settled = match delivered {
+            // Not tried after a failure.
+            None => {
+                stage.drop_partial(partial);
+                continue;
+            }
+            // Another source comes next: nothing of this one is kept.
+            Some(Err(e)) if fallback => {
+                stage.drop_partial(partial);
+                Err(e)
+            }
+            Some(delivered) => settle(partial, delivered),
+        };
+        match settled {
+            Ok((staged, _)) => stage.push(staged),
+            Err(e) if failed.is_none() => failed = Some((title, e)),
+            Err(_) => {}
+        }
+    }
+    match failed {
+        Some(failed) => Err(failed),
+        None => Ok(status),
+    }
 }
 
 /// Names `top` in the cache as `name`, with the source that said what it is.

@@ -241,6 +241,87 @@ impl Deliver<'_, '_> {
         remote::fetch(self.client, repo, digest, size, sink, self.progress)
     }
 
+    /// Whether `blobs` may ask for a package of `files` files all at once: from a registry,
+    /// with no cache to fill, and enough of them (`PIPELINE`).
+    pub fn pipelines(&self, files: usize) -> bool {
+        let cache = self.cache.filter(|c| c.writable());
+        matches!(self.origin, Origin::Registry(_)) && cache.is_none() && files >= PIPELINE
+    }
+
+    /// A package's blobs, each into its own file: from the registry all at once when there
+    /// are `PIPELINE` or more (pipelined: one request each on one connection per origin, the
+    /// answers read in order, see `net/pipeline.rs`), each body through its verifier; then
+    /// whatever that did not deliver (a server that answered once and closed, an error, a
+    /// body cut off) through `blob`, one by one, with its retries and resume, until one fails
+    /// for good. A blob the cache holds, or one an earlier run began (it resumes with
+    /// `Range`), is not pipelined; nor is anything when a writable cache is to fill. The
+    /// result of each, or `None` for those not tried after a failure.
+    pub fn blobs(&mut self, jobs: &mut [Wanted]) -> Vec<Option<Result<u64>>> {
+        let mut done: Vec<Option<Result<u64>>> = jobs.iter().map(|_| None).collect();
+        if let (Origin::Registry(repo), None) = (self.origin, self.cache.filter(|c| c.writable())) {
+            let held = |digest: &Digest| {
+                self.cache
+                    .is_some_and(|c| c.layout.blob_path(digest).exists())
+            };
+            let wanted: Vec<usize> = (0..jobs.len())
+                .filter(|&i| jobs[i].partial.written() == 0 && !held(&jobs[i].digest))
+                .collect();
+            if wanted.len() >= PIPELINE {
+                self.pipelined(repo, jobs, &wanted, &mut done);
+            }
+        }
+        for (job, done) in jobs.iter_mut().zip(&mut done) {
+            if done.is_none() {
+                let mut sink = Sink::File(&mut *job.partial);
+                let delivered = self.blob(&job.digest, Some(job.size), &job.name, &mut sink);
+                let failed = delivered.is_err();
+                *done = Some(delivered);
+                if failed {
+                    break;
+                }
+            }
+        }
+        done
+    }
+
+    /// The pipelined pass of `blobs`, over the jobs `wanted` names. A body that broke off
+    /// leaves its bytes in its file and is left to `blob`, which resumes it; a body that
+    /// arrived whole but did not verify is a failure, as it would be one by one.
+    fn pipelined(
+        &mut self,
+        repo: &Repository,
+        jobs: &mut [Wanted],
+        wanted: &[usize],
+        done: &mut [Option<Result<u64>>],
+    ) {
+        let blobs: Vec<(Digest, u64)> = wanted
+            .iter()
+            .map(|&i| (jobs[i].digest.clone(), jobs[i].size))
+            .collect();
+        let mut buffer = vec![0u8; BUFFER];
+        let mut pipeline = self.client.pipeline(repo, &blobs);
+        while let Some((k, mut body)) = pipeline.next() {
+            let job = &mut jobs[wanted[k]];
+            self.progress.start(&job.name, Some(job.size));
+            let mut verifier = Verifier::new(&job.digest, Some(job.size));
+            let mut sink = Sink::File(&mut *job.partial);
+            let copied = remote::copy(
+                &mut body,
+                &mut sink,
+                &mut verifier,
+                &mut buffer,
+                0,
+                self.progress,
+            );
+            let delivered = copied.and_then(|()| verifier.finish());
+            self.progress.end(*delivered.as_ref().unwrap_or(&0));
+            match delivered {
+                Err(e) if e.is_transient() => {}
+                delivered => done[wanted[k]] = Some(delivered),
+            }
+        }
+    }
+
     /// `--cache-only`, and a package's config: makes sure the cache holds the blob, fetching
     /// it when it does not; its size.
     pub fn fill(&mut self, digest: &Digest, size: Option<u64>, name: &str) -> Result<u64> {
@@ -282,6 +363,19 @@ impl Deliver<'_, '_> {
         );
         settle(partial, delivered)?.0.commit()
     }
+}
+
+/// Blobs worth a pipeline: it opens connections of its own (a handshake each) where one by
+/// one they would go over the connection the manifest came on, so for two it gains nothing.
+const PIPELINE: usize = 3;
+
+/// One blob of a package for `Deliver::blobs`: what it is, the name progress shows, and the
+/// file it goes into.
+pub struct Wanted<'p> {
+    pub digest: Digest,
+    pub size: u64,
+    pub name: String,
+    pub partial: &'p mut Partial,
 }
 
 /// What becomes of a partial file after a delivery into it: staged when it verified; kept

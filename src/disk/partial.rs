@@ -413,11 +413,21 @@ fn stays_inside(dir: &Path, inside: Option<&Path>) -> Result<()> {
 #[derive(Default)]
 pub struct Stage {
     files: Vec<Staged>,
+    /// Directories made for files of the package that were given up: removed with the
+    /// rest, deepest first, when they are left empty.
+    made: Vec<PathBuf>,
 }
 
 impl Stage {
     pub fn push(&mut self, staged: Staged) {
         self.files.push(staged);
+    }
+
+    /// Removes a temporary file of the package that will not be staged; its directories go
+    /// when the package is committed or discarded, once nothing else of it is in them.
+    pub fn drop_partial(&mut self, partial: Partial) {
+        remove_if_ours(&partial.path, &partial.file);
+        self.made.extend(partial.made);
     }
 
     /// Renames every staged file into place, once every one of them is `ready`, with Ctrl-C
@@ -429,21 +439,29 @@ impl Stage {
             self.discard();
             return Err(e);
         }
-        sys::uninterrupted(|| self.files.into_iter().try_for_each(Staged::commit))
+        let made = self.made;
+        let committed = sys::uninterrupted(|| self.files.into_iter().try_for_each(Staged::commit));
+        remove_all(made);
+        committed
     }
 
     /// Removes every staged file, then the directories they made that are left empty.
     pub fn discard(self) {
-        let mut made = Vec::new();
+        let mut made = self.made;
         for staged in self.files {
             remove_if_ours(&staged.path, &staged.file);
             made.extend(staged.made);
         }
-        made.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
-        made.iter().for_each(|d| {
-            let _ = fs::remove_dir(d);
-        });
+        remove_all(made);
     }
+}
+
+/// Removes the directories in `made` that are empty, deepest first.
+fn remove_all(mut made: Vec<PathBuf>) {
+    made.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    made.iter().for_each(|d| {
+        let _ = fs::remove_dir(d);
+    });
 }
 
 #[cfg(test)]
