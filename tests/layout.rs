@@ -11,9 +11,10 @@ use serde_json::Value;
 
 use crate::support::push::IndexKind;
 use crate::support::registry::Registry;
-use crate::support::run::{ocidl, pull_plain, Output};
+use crate::support::run::{ocidl, ocidl_as_nobody, pull_plain, Output};
 use crate::support::{
-    assert_files, assert_no_temp_files, digest_of, file_refs, random_bytes, sha256_hex, TempDir,
+    assert_files, assert_no_temp_files, chown_nobody, digest_of, file_refs, random_bytes,
+    sha256_hex, TempDir,
 };
 
 const REPO: &str = "pkgforge/bincache/tool";
@@ -370,29 +371,13 @@ fn a_cache_another_user_cannot_read_is_a_note_not_a_failure() {
     pull(&tmp, &reg, &["--cache", "cache", "--cache-only"]).assert_success();
     fs::set_permissions(tmp.join("cache/blobs"), fs::Permissions::from_mode(0o700)).unwrap();
     let out_dir = tmp.mkdir("out");
-    assert!(Command::new("chown")
-        .args(["nobody:nogroup"])
-        .arg(&out_dir)
-        .status()
-        .unwrap()
-        .success());
-    let binary = crate::support::run::ocidl_command();
-    let mut ocidl = Command::new("setpriv");
-    ocidl
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(binary.get_program())
-        .args(binary.get_args())
-        .args(["--plain-http", "--cache", "cache", "-o", "out"])
-        .arg(reg.reference(&format!("{REPO}:v1")))
-        .current_dir(tmp.path())
-        .env("HOME", tmp.join(".no-such-home"))
-        .env("CONTAINERS_REGISTRIES_CONF", "/dev/null");
-    for name in crate::support::run::SCRUBBED_ENV {
-        ocidl.env_remove(name);
-    }
-    let out = ocidl.output().unwrap();
+    chown_nobody(&out_dir);
+    let reference = reg.reference(&format!("{REPO}:v1"));
+    let out = ocidl_as_nobody(
+        tmp.path(),
+        &["--plain-http", "--cache", "cache", "-o", "out", &reference],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("{stderr}");
     assert!(
         out.status.success(),
         "exit {:?}: {stderr}",
@@ -538,5 +523,155 @@ fn a_descriptor_with_another_size_does_not_remove_a_good_cache_entry() {
     assert!(
         entry.is_file(),
         "a manifest that only named the blob with another size removed the cache's good entry"
+    );
+}
+
+/// Issue 16: the cache is an optimisation. A cache the user may read but not write (another
+/// user's, or on a read-only disk) that holds the package serves it, and failing to record
+/// the name there is a note, not a failed install.
+#[test]
+fn a_read_only_cache_that_holds_the_package_serves_it() {
+    let reg = registry();
+    let tmp = TempDir::new();
+    pull(&tmp, &reg, &["--cache", "cache", "--cache-only"]).assert_success();
+    let before = reg.blob_gets();
+    let out_dir = tmp.mkdir("out");
+    chown_nobody(&out_dir);
+    let reference = reg.reference(&format!("{REPO}:v1"));
+    let out = ocidl_as_nobody(
+        tmp.path(),
+        &["--plain-http", "--cache", "cache", "-o", "out", &reference],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_files(&out_dir, &files());
+    assert_eq!(reg.blob_gets(), before, "the cache did not serve the blobs");
+    assert!(stderr.contains("cache cache: "), "no note: {stderr}");
+}
+
+/// A cache on a disk that fills: the install goes on, from the registry, with one note.
+#[test]
+fn a_full_cache_disk_is_a_note_and_the_install_goes_on() {
+    let reg = registry();
+    let tmp = TempDir::new();
+    let cache = tmp.mkdir("cache");
+    // 64 KiB: the 3 MiB blob cannot go there.
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&cache)
+        .status()
+        .expect("run mount");
+    assert!(
+        mounted.success(),
+        "mount a small tmpfs on {}",
+        cache.display()
+    );
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(&cache);
+    let out = pull(&tmp, &reg, &["--cache", "cache", "-o", "out"]);
+    out.assert_success();
+    assert_files(&tmp.join("out"), &files());
+    let notes: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("cache cache: "))
+        .collect();
+    assert_eq!(notes.len(), 1, "{}", out.stderr);
+    assert!(
+        notes[0].ends_with("going on without writing to it"),
+        "{}",
+        notes[0]
+    );
+    assert_no_temp_files(&cache);
+    // --cache-only has the cache as its output: there a full disk is a failure.
+    let out = pull(&tmp, &reg, &["--cache", "cache", "--cache-only"]);
+    out.assert_code(1);
+}
+
+/// An index.json past the bound, or that does not parse: the install goes on, the name is not
+/// recorded, and the file is left as it was.
+#[test]
+fn an_index_past_the_bound_or_broken_is_a_note_and_left_alone() {
+    let reg = registry();
+    for index in [
+        {
+            // 5 MiB of valid JSON, as a long-lived cache of per-commit names grows.
+            let names: Vec<Value> = (0..60_000)
+                .map(|i| serde_json::json!({"annotations": {"org.opencontainers.image.ref.name": format!("example.org/ci/app:commit-{i:08}")}}))
+                .collect();
+            serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": names}))
+                .unwrap()
+        },
+        b"{\"schemaVersion\": 2, \"manifests\": [".to_vec(),
+    ] {
+        let tmp = TempDir::new();
+        pull(&tmp, &reg, &["--cache", "cache", "--cache-only"]).assert_success();
+        fs::write(tmp.join("cache/index.json"), &index).unwrap();
+        let out = pull(&tmp, &reg, &["--cache", "cache", "-o", "out"]);
+        out.assert_success();
+        assert_files(&tmp.join("out"), &files());
+        assert!(
+            out.stderr.contains("is not recorded in it"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(fs::read(tmp.join("cache/index.json")).unwrap(), index);
+    }
+}
+
+/// `--cache DIR` takes over no directory that is something else: not an OCI layout and not
+/// empty. A pull goes on without it (a note); `--cache-only` fails. Nothing is written there.
+#[test]
+fn a_cache_that_is_not_a_layout_is_refused_and_left_alone() {
+    let reg = registry();
+    let tmp = TempDir::new();
+    let dir = tmp.mkdir("photos");
+    fs::write(dir.join("index.json"), b"{\"my\": \"own file\"}").unwrap();
+    let out = pull(&tmp, &reg, &["--cache", "photos", "-o", "out"]);
+    out.assert_success();
+    assert_files(&tmp.join("out"), &files());
+    assert!(
+        out.stderr.contains("not an OCI image layout"),
+        "{}",
+        out.stderr
+    );
+    pull(&tmp, &reg, &["--cache", "photos", "--cache-only"])
+        .assert_error(1, "not an OCI image layout");
+    assert_eq!(crate::support::list_tree(&dir), ["index.json"]);
+    assert_eq!(
+        fs::read(dir.join("index.json")).unwrap(),
+        b"{\"my\": \"own file\"}"
+    );
+}
+
+/// What `index.json` holds that ocidl does not know (top-level fields, other entries and their
+/// fields) is kept when ocidl records a name.
+#[test]
+fn the_index_keeps_what_ocidl_does_not_know() {
+    let reg = registry();
+    let tmp = TempDir::new();
+    pull(&tmp, &reg, &["--cache", "cache", "--cache-only"]).assert_success();
+    let path = tmp.join("cache/index.json");
+    let mut index: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    index["annotations"] = serde_json::json!({"org.example.owner": "ci"});
+    let mut other = index["manifests"][0].clone();
+    other["annotations"]["org.opencontainers.image.ref.name"] = "example.org/other:1".into();
+    other["platform"] = serde_json::json!({"os": "linux", "architecture": "s390x"});
+    index["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .push(other.clone());
+    fs::write(&path, serde_json::to_vec(&index).unwrap()).unwrap();
+    pull(&tmp, &reg, &["--cache", "cache", "-o", "out"]).assert_success();
+    let after: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    assert_eq!(after["annotations"], index["annotations"]);
+    assert!(
+        after["manifests"].as_array().unwrap().contains(&other),
+        "{after}"
     );
 }

@@ -403,12 +403,7 @@ fn a_cache_entry_rewritten_between_the_check_and_the_copy_never_reaches_a_stream
         .canonicalize()
         .unwrap();
     // The genuine bytes, in a file of someone else's (the blob is public; they put it there).
-    let status = std::process::Command::new("chown")
-        .args(["nobody:nogroup"])
-        .arg(&entry)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    crate::support::chown_nobody(&entry);
 
     // Their own file, which they keep open for writing.
     let theirs = fs::OpenOptions::new().write(true).open(&entry).unwrap();

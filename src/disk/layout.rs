@@ -63,8 +63,8 @@ impl Layout {
     }
 
     /// A layout to fill (the cache), made when missing. A directory that holds something
-    /// else is not taken over: it is refused. Several ocidl may make one at once: what they
-    /// leave while they do (`blobs`, their temporary files) is not something else.
+    /// else is not taken over: it is refused. Several ocidl may make one at once: another's
+    /// temporary `oci-layout` is not something else.
     pub fn create(root: &Path) -> Result<Layout> {
         let layout = Layout {
             root: root.to_path_buf(),
@@ -81,9 +81,10 @@ impl Layout {
             }
             Found::Missing => {}
         }
+        // Before its `oci-layout`, another ocidl making the layout leaves only that file's
+        // temporary one.
         let ours = |name: &str| {
-            [LAYOUT_FILE, "blobs", INDEX, "index.json.lock"].contains(&name)
-                || (name.starts_with('.') && name.ends_with(".tmp"))
+            name == LAYOUT_FILE || (name.starts_with(".oci-layout.") && name.ends_with(".tmp"))
         };
         let foreign = fs::read_dir(root).ok().and_then(|mut entries| {
             entries.find(|e| {

@@ -85,6 +85,15 @@ pub fn write_file(path: &Path, bytes: &[u8]) {
     fs::write(path, bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
+/// Gives `path` to user `nobody` (see `run::ocidl_as_nobody`).
+pub fn chown_nobody(path: &Path) {
+    let status = std::process::Command::new("chown")
+        .arg("nobody:nogroup")
+        .arg(path)
+        .status();
+    assert!(status.unwrap().success(), "chown {}", path.display());
+}
+
 /// Reads `path`, panicking with the path in the message when it is missing.
 pub fn read_file(path: &Path) -> Vec<u8> {
     fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))

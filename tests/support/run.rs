@@ -20,6 +20,7 @@ pub const SCRUBBED_ENV: &[&str] = &[
     "OCIDL_PASSWORD",
     "OCIDL_CACHE",
     "OCIDL_MIRROR",
+    "OCIDL_MIRROR_TAGS",
     "ALL_PROXY",
     "all_proxy",
     "HTTPS_PROXY",
@@ -42,6 +43,32 @@ pub const SCRUBBED_ENV: &[&str] = &[
 /// cross-built release binary) started through `OCIDL_TEST_RUNNER` when that is set
 /// (`qemu-aarch64-static`, words split on spaces). The same tests then check a foreign
 /// binary under emulation; `make test-qemu` sets both (and `OCIDL_TEST_PLATFORM`).
+/// `ocidl ARGS` in `cwd` as user `nobody` (through setpriv), with the harness's clean
+/// environment: for what a user who does not own a directory meets there.
+pub fn ocidl_as_nobody(cwd: &Path, args: &[&str]) -> std::process::Output {
+    let binary = ocidl_command();
+    let mut command = Command::new("setpriv");
+    command
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(binary.get_program())
+        .args(binary.get_args())
+        .args(args)
+        .current_dir(cwd)
+        .env("HOME", cwd.join(".no-such-home"))
+        .env("CONTAINERS_REGISTRIES_CONF", "/dev/null");
+    for name in SCRUBBED_ENV {
+        command.env_remove(name);
+    }
+    let out = command.output().expect("run setpriv");
+    eprintln!(
+        "$ (as nobody) ocidl {}\n[{}]\n{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 pub fn ocidl_command() -> Command {
     let binary = match std::env::var_os("OCIDL_TEST_BIN") {
         // Absolute: the child starts in its own working directory.
