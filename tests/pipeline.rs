@@ -533,7 +533,9 @@ fn logged_blob_gets<'l>(logged: &'l [Logged], package: &Package) -> Vec<(usize, 
         .collect()
 }
 
-/// Every blob asked of distribution exactly once, answered 200, all on one connection.
+/// Every blob asked of distribution exactly once, answered 200, all on one connection, and
+/// not the one the manifest came on: the pipeline's own (one by one, the blobs would follow
+/// the manifest on the connection ureq keeps).
 fn assert_each_blob_once(logged: &[Logged], package: &Package) {
     let gets = logged_blob_gets(logged, package);
     let mut asked: Vec<usize> = gets.iter().map(|(i, _)| *i).collect();
@@ -545,6 +547,17 @@ fn assert_each_blob_once(logged: &[Logged], package: &Package) {
         remotes.len(),
         1,
         "one connection for the blobs: {logged:#?}"
+    );
+    let manifests: Vec<&Logged> = logged
+        .iter()
+        .filter(|l| l.uri.contains("/manifests/"))
+        .collect();
+    assert!(!manifests.is_empty(), "{logged:#?}");
+    assert!(
+        manifests
+            .iter()
+            .all(|m| !remotes.contains(m.remote.as_str())),
+        "the blobs came on the manifest's connection: {logged:#?}"
     );
 }
 
@@ -559,7 +572,7 @@ fn distribution(package: &Package) -> (Registry, usize) {
 }
 
 #[test]
-fn distribution_gets_each_blob_once_on_one_connection() {
+fn distribution_gets_each_blob_once_on_a_connection_of_the_pipelines_own() {
     let tmp = TempDir::new();
     let package = Package::new();
     let (registry, pushed) = distribution(&package);
