@@ -5,12 +5,17 @@
 //! connection each request came and whether it was there before any answer; each fallback
 //! case (a close after one answer, `Connection: close`, a body cut off, a server gone silent,
 //! an error in the middle, a trickle, an expired CDN URL) checks that the blobs the pipeline
-//! did not deliver were fetched again one by one, and that every file holds its bytes. Then
-//! the real path: distribution, directly and through an HTTP and a SOCKS5 proxy.
+//! did not deliver were fetched again one by one, and that every file holds its bytes; a
+//! server that closes after every two answers gets a new pipeline for the rest. Then the
+//! real path: distribution, directly and through an HTTP and a SOCKS5 proxy (and not through
+//! one `NO_PROXY` names). Last, what holds one by one holds pipelined: a download an earlier
+//! run left is resumed, `--include` and files already there narrow the pipeline, and a blob
+//! that does not verify fails the package whole.
 //!
 //! No timing is asserted: what a server saw, the files and the exit status.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,7 +29,8 @@ use crate::support::run::{pull_plain, Ocidl, Output};
 use crate::support::script::{cut, range_response, range_start};
 use crate::support::socks::SocksProxy;
 use crate::support::{
-    assert_files, assert_tree, digest_of, file_refs, random_bytes, sha256_hex, TempDir,
+    assert_files, assert_tree, digest_of, file_len, file_refs, partial_files, partial_name,
+    random_bytes, sha256_hex, write_file, TempDir,
 };
 
 const REPO: &str = "pkgforge/pipe";
@@ -396,6 +402,34 @@ fn a_server_that_closes_after_its_first_answer() {
 }
 
 #[test]
+fn a_server_that_closes_after_every_two_answers_gets_a_new_pipeline_for_the_rest() {
+    let package = Package::new();
+    // As nginx at `keepalive_requests 2`: the second answer on a connection says
+    // `Connection: close`, and the connection is closed. A server that answered two shows
+    // it pipelines: what it left goes on a new connection, pipelined again.
+    let registry = registry(&package, |s, _, usual| match s.nth {
+        1 => Act::AnswerThenClose(usual.header("Connection", "close")),
+        _ => Act::Answer(usual),
+    });
+    let (gets, first) = pull_through(&package, &registry, &[], "two a connection");
+    assert_eq!(counts(&gets, &package), [1, 1, 2, 2, 3, 3]);
+    // Each connection: the blobs not yet delivered, in order, all before its first answer.
+    let mut connections: Vec<usize> = gets.iter().map(|(_, s)| s.connection).collect();
+    connections.dedup();
+    assert_eq!(connections.len(), 3, "{connections:?}");
+    assert_eq!(connections[0], first);
+    for (k, &connection) in connections.iter().enumerate() {
+        let on: Vec<usize> = gets
+            .iter()
+            .filter(|(_, s)| s.connection == connection)
+            .inspect(|(i, s)| assert_eq!(s.answered_before, 0, "blob {i}: {s:?}"))
+            .map(|(i, _)| *i)
+            .collect();
+        assert_eq!(on, (2 * k..6).collect::<Vec<_>>(), "connection {k}");
+    }
+}
+
+#[test]
 fn connection_close_on_the_first_answer_is_taken_at_its_word() {
     let package = Package::new();
     // The pipeline's first answer says `Connection: close`; the server then goes on
@@ -639,4 +673,147 @@ fn through_a_socks5_proxy_to_distribution() {
         "{seen:?}"
     );
     assert_all_through(&logged, &socks.upstreams(), "SOCKS5 proxy");
+}
+
+#[test]
+fn no_proxy_sends_the_pipeline_direct() {
+    let tmp = TempDir::new();
+    let package = Package::new();
+    let (registry, pushed) = distribution(&package);
+    let proxy = Proxy::start();
+    let out = pull(&tmp, &registry.host(), &[])
+        .env("HTTP_PROXY", &proxy.url())
+        .env("NO_PROXY", "127.0.0.1")
+        .run();
+    assert_pulled(&tmp, &package, &out);
+    assert_each_blob_once(&registry.logged()[pushed..], &package);
+    assert_eq!(proxy.connections(), 0, "{:?}", proxy.seen());
+}
+
+// ---- What holds one by one holds pipelined ----
+
+#[test]
+fn a_download_an_earlier_run_left_is_resumed_and_the_rest_pipelined() {
+    let package = Package::new();
+    let size = package.files[0].1.len();
+    let sent = size / 3;
+    // While `broken`, every body of the first file breaks off after a third.
+    let broken = Arc::new(AtomicBool::new(true));
+    let registry = {
+        let broken = Arc::clone(&broken);
+        registry(&package, move |_, i, usual| {
+            match i == 0 && broken.load(Ordering::SeqCst) {
+                true => Act::AnswerThenClose(cut(usual, sent)),
+                false => Act::Answer(usual),
+            }
+        })
+    };
+    let tmp = TempDir::new();
+    pull(&tmp, &registry.host(), &["--retries", "0"])
+        .run()
+        .assert_code(1);
+    let kept = partial_name(package.files[0].0, &digest_of(&package.files[0].1));
+    assert_eq!(partial_files(&tmp.join("out")), std::slice::from_ref(&kept));
+    // The pipeline's third, then as much again from the sequential path's Range.
+    let left = file_len(&tmp.join("out").join(&kept)) as usize;
+    assert_eq!(left, 2 * sent);
+    let first_run = blob_gets(&registry, &package).len();
+
+    broken.store(false, Ordering::SeqCst);
+    let out = pull(&tmp, &registry.host(), &[]).run();
+    assert_pulled(&tmp, &package, &out);
+    let second = blob_gets(&registry, &package).split_off(first_run);
+    // The first file, one by one from where the first run left it; the others pipelined.
+    let resumed: Vec<&Seen> = second
+        .iter()
+        .filter(|(i, _)| *i == 0)
+        .map(|(_, s)| s)
+        .collect();
+    assert_eq!(resumed.len(), 1, "{second:?}");
+    assert_eq!(
+        range_start(&resumed[0].request),
+        Some(left),
+        "{:?}",
+        resumed[0]
+    );
+    let rest: Vec<&Seen> = second
+        .iter()
+        .filter(|(i, _)| *i != 0)
+        .map(|(_, s)| s)
+        .collect();
+    assert_eq!(rest.len(), 5, "{second:?}");
+    assert!(
+        rest.iter()
+            .all(|s| s.connection == rest[0].connection && s.answered_before == 0),
+        "{rest:?}"
+    );
+    assert_ne!(resumed[0].connection, rest[0].connection);
+}
+
+#[test]
+fn only_the_files_include_chooses_are_pipelined() {
+    let tmp = TempDir::new();
+    let package = Package::new();
+    let registry = registry(&package, as_usual);
+    let out = pull(&tmp, &registry.host(), &["--include", "pipe*"]).run();
+    out.assert_success();
+    let chosen: Vec<(&str, Vec<u8>)> = package
+        .files
+        .iter()
+        .filter(|(title, _)| title.starts_with("pipe"))
+        .cloned()
+        .collect();
+    assert_files(&tmp.join("out"), &chosen);
+    let titles: Vec<&str> = chosen.iter().map(|(title, _)| *title).collect();
+    assert_tree(&tmp.join("out"), &titles);
+    let gets = blob_gets(&registry, &package);
+    assert_eq!(counts(&gets, &package), [1, 1, 1, 0, 1, 1]);
+    assert!(
+        gets.iter()
+            .all(|(_, s)| s.connection == gets[0].1.connection && s.answered_before == 0),
+        "{gets:?}"
+    );
+}
+
+#[test]
+fn files_already_there_are_not_asked_for_and_the_rest_are_pipelined() {
+    let tmp = TempDir::new();
+    let package = Package::new();
+    for (title, data) in &package.files[..2] {
+        write_file(&tmp.join("out").join(title), data);
+    }
+    let registry = registry(&package, as_usual);
+    let out = pull(&tmp, &registry.host(), &[]).run();
+    assert_pulled(&tmp, &package, &out);
+    let gets = blob_gets(&registry, &package);
+    assert_eq!(counts(&gets, &package), [0, 0, 1, 1, 1, 1]);
+    assert!(
+        gets.iter()
+            .all(|(_, s)| s.connection == gets[0].1.connection && s.answered_before == 0),
+        "{gets:?}"
+    );
+}
+
+#[test]
+fn a_blob_the_pipeline_delivers_wrong_fails_the_package_whole() {
+    let tmp = TempDir::new();
+    let package = Package::new();
+    // The fourth file's bytes, every time, are not its digest's (same length).
+    let registry = registry(&package, |_, i, usual| match i {
+        3 => {
+            let mut body = usual.body.clone();
+            body[0] ^= 1;
+            Act::Answer(usual.body(&body))
+        }
+        _ => Act::Answer(usual),
+    });
+    let out = pull(&tmp, &registry.host(), &[]).run();
+    out.assert_error(1, "digest");
+    // Nothing installed, nothing left behind.
+    let out_dir = tmp.join("out");
+    if out_dir.exists() {
+        assert_tree(&out_dir, &[]);
+    }
+    let gets = blob_gets(&registry, &package);
+    assert_pipelined(&gets, &package, "corrupt");
 }
