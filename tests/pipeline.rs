@@ -2,20 +2,22 @@
 //! files asks for every blob on one connection to the registry, and on ghcr's shape on one
 //! connection to the CDN its 307s point to, all before the first answer. Scripted servers
 //! (`support::pipelining`) keep their connections open, answer in order and record on which
-//! connection each request came and whether it was there before any answer; each fallback
-//! case (a close after one answer, `Connection: close`, a body cut off, a server gone silent,
-//! an error in the middle, a trickle, an expired CDN URL) checks that the blobs the pipeline
-//! did not deliver were fetched again one by one, and that every file holds its bytes; a
-//! server that closes after every two answers gets a new pipeline for the rest. Then the
-//! real path: distribution, directly and through an HTTP and a SOCKS5 proxy (and not through
-//! one `NO_PROXY` names). Last, what holds one by one holds pipelined: a download an earlier
-//! run left is resumed, `--include` and files already there narrow the pipeline, and a blob
-//! that does not verify fails the package whole.
+//! connection each request came and whether it was there before any answer.
+//!
+//! Each fallback case (a close after one answer, `Connection: close`, a body cut off, a
+//! server gone silent, an error in the middle, a trickle, an expired CDN URL, a CDN that
+//! closes after one answer, a token that expired before the blobs) checks that the blobs the
+//! pipeline did not deliver were fetched again one by one, and that every file holds its
+//! bytes; a server that closes after every two answers gets a new pipeline for the rest.
+//! Then the real path: distribution, directly and through an HTTP and a SOCKS5 proxy (and not
+//! through one `NO_PROXY` names). Last, what holds one by one holds pipelined: a download an
+//! earlier run left is resumed, `--include` and files already there narrow the pipeline, and
+//! a blob that does not verify fails the package whole.
 //!
 //! No timing is asserted: what a server saw, the files and the exit status.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -174,22 +176,27 @@ fn ghcr_registry(package: &Package, auth: Auth, cdn: &Pipelining) -> Pipelining 
     })
 }
 
-/// A CDN serving the package's blobs at `/cdn/<digest>` to anyone (`Range` included);
-/// `expired` says which GETs get a 403, as an expired signed URL does.
-fn cdn(package: &Package, expired: impl Fn(&Seen) -> bool + Send + Sync + 'static) -> Pipelining {
+/// A CDN serving the package's blobs at `/cdn/<digest>` to anyone (`Range` included). A
+/// GET of one is answered as `script` says, given the request and the usual answer.
+fn cdn(
+    package: &Package,
+    script: impl Fn(&Seen, Response) -> Act + Send + Sync + 'static,
+) -> Pipelining {
     let content = Arc::clone(&package.content);
     Pipelining::start(move |s| {
         let digest = s.path().strip_prefix("/cdn/").unwrap_or_default();
         match content.blob(digest) {
-            _ if expired(s) => Act::Answer(
-                Response::new(403)
-                    .header("Content-Type", "application/xml")
-                    .body(b"<Error><Code>AuthenticationFailed</Code></Error>"),
-            ),
-            Some(data) => Act::Answer(range_response(&s.request, data)),
+            Some(data) => script(s, range_response(&s.request, data)),
             None => Act::Answer(Response::new(404)),
         }
     })
+}
+
+/// What a CDN answers to a signed URL that has expired.
+fn expired() -> Response {
+    Response::new(403)
+        .header("Content-Type", "application/xml")
+        .body(b"<Error><Code>AuthenticationFailed</Code></Error>")
 }
 
 /// `ocidl --plain-http --timeout 10 [flags] -o out REPO:TAG` from `host`, in `tmp`.
@@ -306,7 +313,7 @@ fn assert_ghcr_shape_pipelines_both_origins(auth: Auth) {
     let what = format!("{auth:?}");
     let tmp = TempDir::new();
     let package = Package::new();
-    let cdn = cdn(&package, |_| false);
+    let cdn = cdn(&package, |_, usual| Act::Answer(usual));
     let registry = ghcr_registry(&package, auth, &cdn);
     let out = pull(&tmp, &registry.host(), auth.flags()).run();
     assert_pulled(&tmp, &package, &out);
@@ -529,8 +536,12 @@ fn an_expired_cdn_url_sends_its_blob_back_to_the_registry_for_a_fresh_one() {
     let package = Package::new();
     let expired_digest = digest_of(&package.files[SCRIPTED].1);
     // The first URL the registry gave for one blob has expired; the second is fresh.
-    let cdn = cdn(&package, move |s| {
-        s.path().ends_with(&expired_digest) && s.request.query("sig").as_deref() == Some("1")
+    let cdn = cdn(&package, move |s, usual| {
+        let first_url = s.request.query("sig").as_deref() == Some("1");
+        match s.path().ends_with(&expired_digest) && first_url {
+            true => Act::Answer(expired()),
+            false => Act::Answer(usual),
+        }
     });
     let registry = ghcr_registry(&package, Auth::Ghcr, &cdn);
     let out = pull(&tmp, &registry.host(), Auth::Ghcr.flags()).run();
@@ -551,6 +562,91 @@ fn an_expired_cdn_url_sends_its_blob_back_to_the_registry_for_a_fresh_one() {
         .collect();
     assert_eq!(sigs, [Some("1".into()), Some("2".into())], "a fresh URL");
     again(&at_cdn, SCRIPTED, connection);
+    for s in cdn.seen() {
+        assert_eq!(s.request.authorization(), None, "{s:?}");
+    }
+}
+
+#[test]
+fn a_cdn_that_closes_after_its_first_answer_sends_the_rest_back_to_the_registry() {
+    let tmp = TempDir::new();
+    let package = Package::new();
+    let cdn = cdn(&package, |s, usual| match (s.nth, s.attempt) {
+        (0, 1) => Act::AnswerThenClose(usual),
+        _ => Act::Answer(usual),
+    });
+    let registry = ghcr_registry(&package, Auth::Ghcr, &cdn);
+    let out = pull(&tmp, &registry.host(), Auth::Ghcr.flags()).run();
+    assert_pulled(&tmp, &package, &out);
+    // The registry's 307s all came by the pipeline; the CDN answered the first of its own
+    // pipeline, and every other blob went back to the registry, one by one, for a new URL.
+    let at_registry = blob_gets(&registry, &package);
+    let connection = assert_pipelined(&at_registry, &package, "registry");
+    assert_eq!(counts(&at_registry, &package), [1, 2, 2, 2, 2, 2]);
+    let at_cdn = blob_gets(&cdn, &package);
+    let cdn_connection = assert_pipelined(&at_cdn, &package, "CDN");
+    assert_eq!(counts(&at_cdn, &package), [1, 2, 2, 2, 2, 2]);
+    for i in 1..package.files.len() {
+        again(&at_registry, i, connection);
+        let later = again(&at_cdn, i, cdn_connection);
+        assert_eq!(later[0].request.query("sig").as_deref(), Some("2"));
+    }
+    for s in cdn.seen() {
+        assert_eq!(s.request.authorization(), None, "{s:?}");
+    }
+}
+
+#[test]
+fn a_token_that_expired_before_the_blobs_is_renewed_one_by_one() {
+    let tmp = TempDir::new();
+    let package = Package::new();
+    let cdn = cdn(&package, |_, usual| Act::Answer(usual));
+    let content = Arc::clone(&package.content);
+    let cdn_url = cdn.url("/cdn/");
+    // Each token request gets a new token, `t0k-N`; the first is good for the manifest
+    // only: a blob GET that carries it is challenged again, as when a token expires.
+    let issued = AtomicUsize::new(0);
+    let registry = Pipelining::start(move |s| {
+        if s.path() == "/token" {
+            let n = issued.fetch_add(1, Ordering::SeqCst) + 1;
+            return Act::Answer(Response::json(&json!({ "token": format!("t0k-{n}") })));
+        }
+        let authorization = s.request.authorization().unwrap_or_default();
+        let blob = s.path().rsplit_once("/blobs/").map(|(_, digest)| digest);
+        let good = authorization.starts_with("Bearer t0k-")
+            && !(blob.is_some() && authorization == "Bearer t0k-1");
+        match blob {
+            _ if !good => {
+                let scope = format!("repository:{REPO}:pull");
+                Act::Answer(Response::bearer_challenge_here(&s.request, "fake", &scope))
+            }
+            Some(digest) => Act::Answer(Response::redirect(307, &format!("{cdn_url}{digest}"))),
+            None => Act::Answer(content.serve(&s.request)),
+        }
+    });
+    let out = pull(&tmp, &registry.host(), &[]).run();
+    assert_pulled(&tmp, &package, &out);
+    // The pipeline carried the first token and was refused; the first blob one by one met
+    // the challenge and got a second token, which every other blob then carried.
+    let gets = blob_gets(&registry, &package);
+    assert_pipelined(&gets, &package, "registry");
+    assert_eq!(counts(&gets, &package), [3, 2, 2, 2, 2, 2]);
+    let tokens: Vec<Option<&str>> = gets
+        .iter()
+        .map(|(_, s)| s.request.authorization())
+        .collect();
+    let (pipelined, one_by_one) = tokens.split_at(6);
+    assert!(
+        pipelined.iter().all(|t| *t == Some("Bearer t0k-1")),
+        "{tokens:?}"
+    );
+    assert_eq!(one_by_one[0], Some("Bearer t0k-1"), "{tokens:?}");
+    assert!(
+        one_by_one[1..].iter().all(|t| *t == Some("Bearer t0k-2")),
+        "{tokens:?}"
+    );
+    assert_eq!(registry.gets("/token").len(), 2);
+    assert_eq!(counts(&blob_gets(&cdn, &package), &package), [1; 6]);
     for s in cdn.seen() {
         assert_eq!(s.request.authorization(), None, "{s:?}");
     }
