@@ -21,6 +21,7 @@ mod mirrors;
 mod network;
 mod output;
 mod pinned;
+mod pipeline;
 mod planted;
 mod policy;
 mod proxies;

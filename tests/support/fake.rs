@@ -337,7 +337,7 @@ fn serve_connection(stream: TcpStream, requests: &Requests, handler: &Handler, s
 
 /// Sleeps `duration` in small steps, giving up (false) when the server is being stopped,
 /// so a stalled or throttled response does not keep its thread long after the test.
-fn pause(duration: Duration, stop: &AtomicBool) -> bool {
+pub fn pause(duration: Duration, stop: &AtomicBool) -> bool {
     let until = Instant::now() + duration;
     loop {
         if stop.load(Ordering::SeqCst) {
@@ -507,7 +507,8 @@ fn write_response(
     Ok(Ending::Close)
 }
 
-fn reason(status: u16) -> &'static str {
+/// The reason phrase of `status` in a status line.
+pub fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         206 => "Partial Content",

@@ -2,11 +2,13 @@
 //!
 //! The servers the tests talk to live in the submodules: `registry` starts the real
 //! distribution registry, `push` publishes content to it, `fake` is a scripted HTTP server,
-//! `script` is a fake registry with one blob scripted attempt by attempt, `proxy` is a
-//! recording forward proxy (the fake and the proxy read requests with `http`), `socks` a
-//! recording SOCKS4/SOCKS5 proxy, `run` runs the `ocidl` binary (to completion, or in the
-//! background for signals), `pty` runs it in a real pseudo-terminal, `tls_front` puts TLS
-//! (socat) in front of a fake, and `token` is a token service for the registry's token auth.
+//! `script` is a fake registry with one blob scripted attempt by attempt, `pipelining` is a
+//! scripted server that keeps its connections open and answers pipelined requests in order
+//! (recording which connection each came on), `proxy` is a recording forward proxy (the
+//! fake and the proxy read requests with `http`), `socks` a recording SOCKS4/SOCKS5 proxy,
+//! `run` runs the `ocidl` binary (to completion, or in the background for signals), `pty`
+//! runs it in a real pseudo-terminal, `tls_front` puts TLS (socat) in front of a fake, and
+//! `token` is a token service for the registry's token auth.
 
 // Each test module uses a different slice of the harness.
 #![allow(dead_code)]
@@ -14,6 +16,7 @@
 pub mod fake;
 pub mod fifo;
 pub mod http;
+pub mod pipelining;
 pub mod proxy;
 pub mod pty;
 pub mod push;

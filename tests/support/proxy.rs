@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, BufReader, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -29,6 +29,9 @@ struct State {
     seen: Mutex<Vec<Seen>>,
     /// `host:port` as requested (lowercase) -> port on 127.0.0.1.
     routes: HashMap<String, u16>,
+    /// The local address of each connection the proxy opened upstream: what the server at
+    /// the other end sees as its client's.
+    upstreams: Mutex<Vec<SocketAddr>>,
 }
 
 /// The running proxy; stops accepting on drop.
@@ -52,6 +55,7 @@ impl Proxy {
                 .iter()
                 .map(|(authority, port)| (authority.to_ascii_lowercase(), *port))
                 .collect(),
+            upstreams: Mutex::new(Vec::new()),
         });
         let acceptor = {
             let state = Arc::clone(&state);
@@ -116,6 +120,12 @@ impl Proxy {
     pub fn connections(&self) -> usize {
         self.acceptor.connections()
     }
+
+    /// The local address of every connection the proxy opened upstream, in order: a request
+    /// a server logs as coming from one of them came through the proxy.
+    pub fn upstreams(&self) -> Vec<SocketAddr> {
+        self.state.upstreams.lock().unwrap().clone()
+    }
 }
 
 impl Drop for Proxy {
@@ -169,8 +179,11 @@ fn upstream_port(authority: &str, default_port: u16, state: &State) -> Option<u1
     (host == "127.0.0.1" || host == "localhost").then_some(port)
 }
 
-fn connect_local(port: u16) -> Option<TcpStream> {
+fn connect_local(port: u16, state: &State) -> Option<TcpStream> {
     let stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    if let Ok(local) = stream.local_addr() {
+        state.upstreams.lock().unwrap().push(local);
+    }
     let _ = stream.set_read_timeout(Some(IDLE));
     let _ = stream.set_write_timeout(Some(IDLE));
     Some(stream)
@@ -178,7 +191,9 @@ fn connect_local(port: u16) -> Option<TcpStream> {
 
 /// `CONNECT host:port`: 200, then bytes both ways until either side closes.
 fn tunnel(client: TcpStream, mut reader: BufReader<TcpStream>, target: &str, state: &State) {
-    let Some(upstream) = upstream_port(target, 443, state).and_then(connect_local) else {
+    let Some(upstream) =
+        upstream_port(target, 443, state).and_then(|port| connect_local(port, state))
+    else {
         return answer(&client, "502 Bad Gateway");
     };
     if (&client)
@@ -211,7 +226,9 @@ fn forward(client: TcpStream, mut reader: BufReader<TcpStream>, head: Head, stat
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let Some(mut upstream) = upstream_port(authority, 80, state).and_then(connect_local) else {
+    let Some(mut upstream) =
+        upstream_port(authority, 80, state).and_then(|port| connect_local(port, state))
+    else {
         return answer(&client, "502 Bad Gateway");
     };
     let length = head

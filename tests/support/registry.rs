@@ -174,6 +174,11 @@ impl Registry {
             .count()
     }
 
+    /// Every request the registry has logged so far (`response completed` lines), in order.
+    pub fn logged(&self) -> Vec<Logged> {
+        self.log().lines().filter_map(Logged::parse).collect()
+    }
+
     /// The registry's log so far, for failure messages.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default()
@@ -183,6 +188,41 @@ impl Registry {
     pub fn pusher(&self) -> Pusher {
         let ca = self.options.tls.then(|| self.ca_file());
         Pusher::new(&self.base_url(), self.credentials(), ca.as_deref())
+    }
+}
+
+/// One request as distribution logged it once answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Logged {
+    pub method: String,
+    /// Path and query, as the client sent it.
+    pub uri: String,
+    /// The client's `address:port`: one per TCP connection.
+    pub remote: String,
+    pub status: u16,
+}
+
+impl Logged {
+    /// A `response completed` line (logrus text: `key=value` or `key="quoted value"`).
+    fn parse(line: &str) -> Option<Logged> {
+        if !line.contains("msg=\"response completed") {
+            return None;
+        }
+        let field = |key: &str| {
+            let start = line.find(&format!(" {key}="))? + key.len() + 2;
+            let rest = &line[start..];
+            let value = match rest.strip_prefix('"') {
+                Some(quoted) => quoted.split('"').next()?,
+                None => rest.split(' ').next()?,
+            };
+            Some(value.to_string())
+        };
+        Some(Logged {
+            method: field("http.request.method")?,
+            uri: field("http.request.uri")?,
+            remote: field("http.request.remoteaddr")?,
+            status: field("http.response.status")?.parse().ok()?,
+        })
     }
 }
 

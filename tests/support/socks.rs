@@ -24,19 +24,26 @@ pub struct Connect {
 
 pub struct SocksProxy {
     seen: Arc<Mutex<Vec<Connect>>>,
+    /// The local address of each connection the proxy opened to a target.
+    upstreams: Arc<Mutex<Vec<SocketAddr>>>,
     acceptor: Acceptor,
 }
 
 impl SocksProxy {
     pub fn start() -> SocksProxy {
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let upstreams = Arc::new(Mutex::new(Vec::new()));
         let acceptor = {
-            let seen = Arc::clone(&seen);
+            let (seen, upstreams) = (Arc::clone(&seen), Arc::clone(&upstreams));
             Acceptor::start(move |stream, _stop| {
-                let _ = serve(stream, &seen);
+                let _ = serve(stream, &seen, &upstreams);
             })
         };
-        SocksProxy { seen, acceptor }
+        SocksProxy {
+            seen,
+            upstreams,
+            acceptor,
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -56,6 +63,12 @@ impl SocksProxy {
     /// TCP connections accepted so far.
     pub fn connections(&self) -> usize {
         self.acceptor.connections()
+    }
+
+    /// The local address of every connection the proxy opened to a target, in order: a
+    /// request a server logs as coming from one of them came through the proxy.
+    pub fn upstreams(&self) -> Vec<SocketAddr> {
+        self.upstreams.lock().unwrap().clone()
     }
 }
 
@@ -95,7 +108,11 @@ fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
     }
 }
 
-fn serve(mut client: TcpStream, seen: &Mutex<Vec<Connect>>) -> io::Result<()> {
+fn serve(
+    mut client: TcpStream,
+    seen: &Mutex<Vec<Connect>>,
+    upstreams: &Mutex<Vec<SocketAddr>>,
+) -> io::Result<()> {
     client.set_read_timeout(Some(Duration::from_secs(10)))?;
     let upstream = match byte(&mut client)? {
         4 => socks4(&mut client, seen)?,
@@ -105,6 +122,7 @@ fn serve(mut client: TcpStream, seen: &Mutex<Vec<Connect>>) -> io::Result<()> {
     let Some(upstream) = upstream else {
         return Ok(());
     };
+    upstreams.lock().unwrap().push(upstream.local_addr()?);
     client.set_read_timeout(None)?;
     relay(client, upstream)
 }
