@@ -112,7 +112,9 @@ QEMU_TESTS := reference::help_and_version_exit_0 \
 	interrupt::two_runs_on_one_directory_take_turns \
 	interrupt::fifo_target_is_written_straight_into_and_stays_a_fifo \
 	interrupt::full_device_is_one_clear_error \
-	faults::corrupted_blob_leaves_the_users_file_intact
+	faults::corrupted_blob_leaves_the_users_file_intact \
+	pipeline::distribution_gets_each_blob_once_on_a_connection_of_the_pipelines_own \
+	pipeline::redirects_are_pipelined_to_the_cdn_without_a_challenge_token
 # A misspelt name would match nothing, so the count of tests passed is checked too.
 test-qemu: test-deps qemu-deps
 	@set -e; $(foreach arch,$(ARCHS),$(call qemu_run,$(arch),))
