@@ -955,3 +955,66 @@ fn docker_hub_keys_all_name_docker_hub() {
     let out = with_config(&tmp, hub_pull(&tmp, "tool:v1"), config).run();
     assert_refused(&tmp, &out);
 }
+
+// ---- plain-HTTP mirrors named after an HTTPS registry (attack review of issue 16) ----
+
+/// `docker login ghcr.io` (a bare key, or a credential store) and `OCIDL_MIRROR=http://ghcr.io`
+/// (the issue's own example), on a run that pulls from another registry: the plain-HTTP
+/// request to ghcr.io crosses the path (an HTTP proxy stands for it here, routing ghcr.io:80
+/// to a scripted server), which answers 401 Basic. The README says this "never carries the
+/// user's ghcr.io token in clear"; it must not, whichever registry the command line names.
+#[test]
+fn a_plain_http_mirror_on_an_https_registrys_host_never_gets_its_stored_secret() {
+    let blob = random_bytes(4096, 66);
+    let digest = crate::support::digest_of(&blob);
+    let mut leaks = Vec::new();
+    for store in [false, true] {
+        let tmp = TempDir::new();
+        let mut content = Content::new();
+        content.add_blob(&blob);
+        let registry = FakeServer::start(move |req: &Request| content.serve(req));
+        let on_path = FakeServer::start(|_: &Request| {
+            Response::new(401).header("WWW-Authenticate", "Basic realm=\"ghcr\"")
+        });
+        let proxy = Proxy::with_routes(&[("ghcr.io:80", on_path.port())]);
+        let log = helper(tmp.path(), "ocidl-store", &answers(USER, PASS));
+        let config = match store {
+            false => auths("ghcr.io", PASS),
+            true => json!({ "credsStore": "ocidl-store" }),
+        };
+        let cmd = ocidl(tmp.path())
+            .env("OCIDL_MIRROR", "http://ghcr.io")
+            .env("HTTP_PROXY", &proxy.url())
+            .env("NO_PROXY", "127.0.0.1")
+            .env("PATH", &path_with_helpers(tmp.path()))
+            .args(["--plain-http", "--retries", "0", "-o", "blob"])
+            .arg(registry.reference(&format!("{REPO}@{digest}")));
+        let out = with_config(&tmp, cmd, config).run();
+        // The run itself must not fail for it: the registry has the blob.
+        assert!(
+            !on_path.requests().is_empty(),
+            "store {store}: the mirror was never asked: {:?}",
+            proxy.seen()
+        );
+        // ghcr's public `QQ==` shortcut is no secret; anything else is the user's.
+        let leaked: Vec<String> = on_path
+            .requests()
+            .iter()
+            .filter_map(|r| r.authorization().map(str::to_string))
+            .filter(|a| a != "Bearer QQ==")
+            .collect();
+        if !leaked.is_empty() {
+            leaks.push(format!(
+                "{}: {leaked:?} (helper calls: {:?})",
+                if store { "credsStore" } else { "auths[\"ghcr.io\"]" },
+                helper_calls(&log)
+            ));
+        }
+        out.assert_success();
+        assert_no_secret(&out);
+    }
+    assert!(
+        leaks.is_empty(),
+        "the ghcr.io secret went over plain HTTP to whoever answered http://ghcr.io: {leaks:?}"
+    );
+}
