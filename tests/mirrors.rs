@@ -945,3 +945,44 @@ fn a_mirror_abandoned_halfway_leaves_no_directory_behind() {
     assert_files(&tmp.join("out"), &files());
     assert_tree(&tmp.join("out"), &["tool", "tool.json"]);
 }
+
+/// A registries.conf mirror (podman's default `pull-from-mirror = "all"`) may answer
+/// `--tags`, and its list is not the registry's: it can name a tag the registry never had.
+/// Every pull a mirror answered says so (a note, `from MIRROR`, `--json`'s `source`); the
+/// listing it answered must too, or the user takes the mirror's tags for the registry's.
+#[test]
+fn a_tag_list_a_mirror_answered_says_whose_it_is() {
+    let tmp = TempDir::new();
+    let upstream = FakeServer::start(|req: &Request| match req.path().ends_with("/tags/list") {
+        true => Response::json(&json!({ "name": REPO, "tags": ["v1"] })),
+        false => Response::not_found(),
+    });
+    let mirror = FakeServer::start(|req: &Request| match req.path().ends_with("/tags/list") {
+        true => Response::json(&json!({ "name": REPO, "tags": ["v1", "v1-backdoored"] })),
+        false => Response::not_found(),
+    });
+    let text = conf(&upstream.host(), &[&mirror.host()]);
+    let by_mirror = format!("{}/{REPO}", mirror.host());
+    let reference = format!("{}/{REPO}", upstream.host());
+
+    let out = with_conf(&tmp, &text)
+        .args(["--tags", &reference])
+        .run();
+    out.assert_success();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "v1\nv1-backdoored\n");
+    assert!(
+        out.stderr.contains(&by_mirror),
+        "the mirror's tag list was printed as the registry's, with no word of the mirror:\n{}",
+        out.stderr
+    );
+
+    let out = with_conf(&tmp, &text)
+        .args(["--tags", "--json", &reference])
+        .run();
+    out.assert_success();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        doc["references"][0]["source"], by_mirror,
+        "--json names no source for a mirror's tag list: {doc}"
+    );
+}
