@@ -20,6 +20,7 @@ mod layout;
 mod mirrors;
 mod network;
 mod output;
+mod pipeline_attacks;
 mod pinned;
 mod planted;
 mod policy;

@@ -1,0 +1,281 @@
+//! Attacks on the pipelined package path (issue 17): servers that keep connections alive and
+//! answer pipelined requests as an attacker would, and the waits, files and statuses that
+//! result. Everything on 127.0.0.1; every server stops after `LIFETIME`, reads at most
+//! `MAX_READ` bytes a connection, and answers only what its script says.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::support::fake::{Content, FakeServer, Request, Response};
+use crate::support::run::ocidl;
+use crate::support::{assert_files, assert_no_temp_files, random_bytes, TempDir};
+
+const REPO: &str = "pkgforge/bincache/tool";
+const TAG: &str = "v1";
+/// How long a scripted server lives at most.
+const LIFETIME: Duration = Duration::from_secs(60);
+/// The most a scripted server reads from one connection.
+const MAX_READ: usize = 4 << 20;
+
+/// A package of `n` files (pipelined from 3 up).
+fn files(n: usize) -> Vec<(String, Vec<u8>)> {
+    (0..n)
+        .map(|i| (format!("file{i}"), random_bytes(3000 + i * 7, 700 + i as u64)))
+        .collect()
+}
+
+fn refs(files: &[(String, Vec<u8>)]) -> Vec<(&str, &[u8])> {
+    files.iter().map(|(t, d)| (t.as_str(), d.as_slice())).collect()
+}
+
+fn owned(files: &[(String, Vec<u8>)]) -> Vec<(&str, Vec<u8>)> {
+    files.iter().map(|(t, d)| (t.as_str(), d.clone())).collect()
+}
+
+/// One request a scripted server read: its connection (0 for the first), its number on
+/// that connection, and its head.
+#[derive(Clone, Debug)]
+struct Seen {
+    connection: usize,
+    number: usize,
+    head: String,
+}
+
+impl Seen {
+    fn target(&self) -> &str {
+        self.head.split(' ').nth(1).unwrap_or_default()
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// What a scripted server does with one request.
+enum Act {
+    /// These bytes (one answer or several, or anything), and the connection stays open.
+    Send(Vec<u8>),
+    /// Nothing more on this connection, which stays open until the client closes it.
+    Silent,
+}
+
+type Script = dyn Fn(&Seen) -> Act + Send + Sync;
+
+/// A keep-alive HTTP/1.1 server whose every answer a script writes.
+struct Raw {
+    port: u16,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Raw {
+    fn start(script: impl Fn(&Seen) -> Act + Send + Sync + 'static) -> Raw {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let script: Arc<Script> = Arc::new(script);
+        let (log, halt) = (Arc::clone(&seen), Arc::clone(&stop));
+        thread::spawn(move || {
+            let until = Instant::now() + LIFETIME;
+            let connections = AtomicUsize::new(0);
+            while Instant::now() < until && !halt.load(Ordering::SeqCst) {
+                let Ok((stream, _)) = listener.accept() else {
+                    thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let connection = connections.fetch_add(1, Ordering::SeqCst);
+                let (script, log, halt) = (Arc::clone(&script), Arc::clone(&log), Arc::clone(&halt));
+                thread::spawn(move || serve(stream, connection, &*script, &log, &halt, until));
+            }
+        });
+        Raw { port, seen, stop }
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Raw {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if thread::panicking() {
+            eprintln!("--- requests to scripted server {} ---", self.host());
+            for s in self.seen() {
+                eprintln!("#{}.{} {}", s.connection, s.number, s.head.replace("\r\n", " | "));
+            }
+        }
+    }
+}
+
+fn serve(
+    mut stream: TcpStream,
+    connection: usize,
+    script: &Script,
+    log: &Mutex<Vec<Seen>>,
+    stop: &AtomicBool,
+    until: Instant,
+) {
+    stream.set_nonblocking(false).unwrap();
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
+    let (mut buf, mut read, mut number, mut silent) = (Vec::new(), 0, 0, false);
+    let mut chunk = [0u8; 16 << 10];
+    while Instant::now() < until && !stop.load(Ordering::SeqCst) && read < MAX_READ {
+        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            buf.drain(..end + 4);
+            let seen = Seen {
+                connection,
+                number,
+                head,
+            };
+            number += 1;
+            log.lock().unwrap().push(seen.clone());
+            if silent {
+                continue;
+            }
+            match script(&seen) {
+                Act::Send(bytes) => {
+                    if stream.write_all(&bytes).is_err() {
+                        return;
+                    }
+                }
+                Act::Silent => silent = true,
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => {
+                read += n;
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// An answer with `Content-Length`, kept alive.
+fn answer(status: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut head = format!("HTTP/1.1 {status}\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// What `content` answers to `seen`, as bytes on a kept-alive connection.
+fn served(content: &Content, seen: &Seen) -> Vec<u8> {
+    let request = Request {
+        method: seen.head.split(' ').next().unwrap_or_default().to_string(),
+        target: seen.target().to_string(),
+        headers: Vec::new(),
+        body: Vec::new(),
+        at: Instant::now(),
+    };
+    let response = content.serve(&request);
+    let headers: Vec<(&str, &str)> = response
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    answer(&format!("{} X", response.status), &headers, &response.body)
+}
+
+/// A blob GET's digest, if `seen` is one.
+fn blob_of(seen: &Seen) -> Option<String> {
+    let path = seen.target().split('?').next()?;
+    Some(path.rsplit_once("/blobs/")?.1.to_string())
+}
+
+// ---- every wait ----
+
+/// The README: "a mirror that could not be reached ... is not asked again in the run. So N
+/// dead mirrors cost at most N × `--timeout`". A package of three files goes through the
+/// pipeline first: a mirror that takes the connection and never answers costs the
+/// pipeline's first wait (`--timeout`), and then the one-by-one path's (`--timeout` again)
+/// before it is found dead: twice the stated bound, per dead mirror.
+#[test]
+fn a_silent_mirror_costs_one_timeout_not_two() {
+    let tmp = TempDir::new();
+    let package = files(3);
+    let mut content = Content::new();
+    content.add_package(REPO, TAG, &refs(&package));
+    let registry = FakeServer::start(move |req: &Request| content.serve(req));
+    let silent = FakeServer::start(|_: &Request| Response::ok(b"late").delay(Duration::from_secs(60)));
+    let timeout = Duration::from_secs(2);
+    let started = Instant::now();
+    let out = ocidl(tmp.path())
+        .args(["--plain-http", "--timeout", "2", "-o", "out"])
+        .args(["--mirror", &format!("http://{}", silent.host())])
+        .arg(format!("{}/{REPO}:{TAG}", registry.host()))
+        .run();
+    let took = started.elapsed();
+    out.assert_success();
+    assert_files(&tmp.join("out"), &owned(&package));
+    assert!(
+        took < timeout * 3 / 2,
+        "one dead mirror cost {took:?} with --timeout 2 (the README's bound: 1 × --timeout); \
+         it was asked {} times",
+        silent.requests().len()
+    );
+}
+
+/// A registry that answers a package's blob GETs, pipelined, with a redirect each to a
+/// different origin, every one of which takes the connection and never answers. One by one,
+/// with `--retries 0`, the first blob's silent CDN costs one `--timeout` and the pull fails.
+/// Pipelined, each origin's lane waits its first answer for a whole `--timeout` (seven of
+/// them: eight connections, the registry's included), and then the one-by-one path waits
+/// once more. Issue 17: "never slower than today where a server will not cooperate".
+#[test]
+fn redirects_to_many_silent_origins_cost_no_more_than_one_by_one() {
+    let tmp = TempDir::new();
+    let package = files(8);
+    let mut content = Content::new();
+    content.add_package(REPO, TAG, &refs(&package));
+    let cdns: Vec<FakeServer> = (0..package.len())
+        .map(|_| FakeServer::start(|_: &Request| Response::ok(b"late").delay(Duration::from_secs(60))))
+        .collect();
+    let hosts: Vec<String> = cdns.iter().map(FakeServer::host).collect();
+    let order = Arc::new(AtomicUsize::new(0));
+    let registry = Raw::start(move |seen| match blob_of(seen) {
+        Some(digest) => {
+            let i = order.fetch_add(1, Ordering::SeqCst) % hosts.len();
+            let to = format!("http://{}/blob/{digest}", hosts[i]);
+            Act::Send(answer("307 Temporary Redirect", &[("Location", &to)], b""))
+        }
+        None => Act::Send(served(&content, seen)),
+    });
+    let timeout = Duration::from_secs(2);
+    let started = Instant::now();
+    let out = ocidl(tmp.path())
+        .args(["--plain-http", "--timeout", "2", "--retries", "0", "-o", "out"])
+        .arg(format!("{}/{REPO}:{TAG}", registry.host()))
+        .run();
+    let took = started.elapsed();
+    out.assert_code(1);
+    assert_no_temp_files(tmp.path());
+    let asked: usize = cdns.iter().map(|c| c.connections()).sum();
+    assert!(
+        took < timeout * 2,
+        "a pull one by one gives up after one --timeout (2 s); pipelined it took {took:?}, \
+         {asked} connections to silent origins"
+    );
+}
