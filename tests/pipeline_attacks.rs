@@ -279,3 +279,73 @@ fn redirects_to_many_silent_origins_cost_no_more_than_one_by_one() {
          {asked} connections to silent origins"
     );
 }
+
+// ---- every name ocidl writes ----
+
+/// A package from the registry alone whose one blob is missing: the pull fails and must
+/// leave nothing, the output directory it made included, as one by one it does (two files
+/// leave no `out`). Pipelined, every temporary file is opened first; the first file's
+/// directory (`out`, made when it was opened) is removed with that file while the others
+/// are still in it, so it stays, empty, after they go.
+#[test]
+fn a_failed_pipelined_pull_leaves_no_directory_it_made() {
+    let package = files(3);
+    let mut content = Content::new();
+    content.add_package(REPO, TAG, &refs(&package));
+    let gone = crate::support::digest_of(&package[0].1);
+    let registry = FakeServer::start(move |req: &Request| match req.path().ends_with(&gone) {
+        true => Response::error(404, "BLOB_UNKNOWN", "blob unknown"),
+        false => content.serve(req),
+    });
+    let tmp = TempDir::new();
+    let out = ocidl(tmp.path())
+        .args(["--plain-http", "--retries", "0", "-o", "out/pkg"])
+        .arg(format!("{}/{REPO}:{TAG}", registry.host()))
+        .run();
+    out.assert_error(1, "not found");
+    crate::support::assert_tree(tmp.path(), &[]);
+}
+
+/// A mirror's package of three files whose titles make directories (`share/x/...`), one
+/// blob of which it cannot serve: it is abandoned and the registry's own package installed.
+/// The mirror's directories must not stay in the installed tree (as they do not one by one,
+/// see mirrors.rs `a_mirror_abandoned_halfway_leaves_no_directory_behind`).
+#[test]
+fn a_mirror_abandoned_after_a_pipelined_pass_leaves_no_directory_behind() {
+    let theirs = files(3);
+    let mut upstream = Content::new();
+    upstream.add_package(REPO, TAG, &refs(&theirs));
+    let registry = FakeServer::start(move |req: &Request| upstream.serve(req));
+    let planted = b"chosen by the mirror".to_vec();
+    let missing = b"never served".to_vec();
+    let mut content = Content::new();
+    content.add_package(
+        REPO,
+        TAG,
+        &[
+            ("share/y/missing", &missing),
+            ("share/x/planted", &planted),
+            ("share/z/more", b"more"),
+        ],
+    );
+    let gone = crate::support::digest_of(&missing);
+    let mirror = FakeServer::start(move |req: &Request| match req.path().ends_with(&gone) {
+        true => Response::error(404, "BLOB_UNKNOWN", "blob unknown"),
+        false => content.serve(req),
+    });
+    let tmp = TempDir::new();
+    let conf = format!(
+        "[[registry]]\nprefix = \"{}\"\ninsecure = true\n\n[[registry.mirror]]\nlocation = \"{}\"\ninsecure = true\n",
+        registry.host(),
+        mirror.host()
+    );
+    crate::support::write_file(&tmp.join("registries.conf"), conf.as_bytes());
+    let out = ocidl(tmp.path())
+        .env("CONTAINERS_REGISTRIES_CONF", tmp.join("registries.conf").to_str().unwrap())
+        .args(["-o", "out"])
+        .arg(format!("{}/{REPO}:{TAG}", registry.host()))
+        .run();
+    out.assert_success();
+    assert_files(&tmp.join("out"), &owned(&theirs));
+    crate::support::assert_tree(&tmp.join("out"), &["file0", "file1", "file2"]);
+}
