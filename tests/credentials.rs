@@ -962,13 +962,15 @@ fn docker_hub_keys_all_name_docker_hub() {
 /// (the issue's own example), on a run that pulls from another registry: the plain-HTTP
 /// request to ghcr.io crosses the path (an HTTP proxy stands for it here, routing ghcr.io:80
 /// to a scripted server), which answers 401 Basic. The README says this "never carries the
-/// user's ghcr.io token in clear"; it must not, whichever registry the command line names.
+/// user's ghcr.io token in clear"; it must not, whichever registry the command line names,
+/// whether the secret is in `auths`, a `credsStore`, or a `credHelpers` entry whose key even
+/// says `https://`.
 #[test]
 fn a_plain_http_mirror_on_an_https_registrys_host_never_gets_its_stored_secret() {
     let blob = random_bytes(4096, 66);
     let digest = crate::support::digest_of(&blob);
     let mut leaks = Vec::new();
-    for store in [false, true] {
+    for store in ["auths", "credsStore", "credHelpers"] {
         let tmp = TempDir::new();
         let mut content = Content::new();
         content.add_blob(&blob);
@@ -979,8 +981,10 @@ fn a_plain_http_mirror_on_an_https_registrys_host_never_gets_its_stored_secret()
         let proxy = Proxy::with_routes(&[("ghcr.io:80", on_path.port())]);
         let log = helper(tmp.path(), "ocidl-store", &answers(USER, PASS));
         let config = match store {
-            false => auths("ghcr.io", PASS),
-            true => json!({ "credsStore": "ocidl-store" }),
+            "auths" => auths("ghcr.io", PASS),
+            "credsStore" => json!({ "credsStore": "ocidl-store" }),
+            // A key that says https: the README says it "never goes over plain HTTP".
+            _ => json!({ "credHelpers": { "https://ghcr.io": "ocidl-store" } }),
         };
         let cmd = ocidl(tmp.path())
             .env("OCIDL_MIRROR", "http://ghcr.io")
@@ -993,7 +997,7 @@ fn a_plain_http_mirror_on_an_https_registrys_host_never_gets_its_stored_secret()
         // The run itself must not fail for it: the registry has the blob.
         assert!(
             !on_path.requests().is_empty(),
-            "store {store}: the mirror was never asked: {:?}",
+            "{store}: the mirror was never asked: {:?}",
             proxy.seen()
         );
         // ghcr's public `QQ==` shortcut is no secret; anything else is the user's.
@@ -1005,8 +1009,7 @@ fn a_plain_http_mirror_on_an_https_registrys_host_never_gets_its_stored_secret()
             .collect();
         if !leaked.is_empty() {
             leaks.push(format!(
-                "{}: {leaked:?} (helper calls: {:?})",
-                if store { "credsStore" } else { "auths[\"ghcr.io\"]" },
+                "{store}: {leaked:?} (helper calls: {:?})",
                 helper_calls(&log)
             ));
         }

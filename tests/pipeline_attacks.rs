@@ -39,7 +39,7 @@ fn owned(files: &[(String, Vec<u8>)]) -> Vec<(&str, Vec<u8>)> {
 /// One request a scripted server read: its connection (0 for the first), its number on
 /// that connection, and its head.
 #[derive(Clone, Debug)]
-struct Seen {
+pub struct Seen {
     connection: usize,
     number: usize,
     head: String,
@@ -59,7 +59,7 @@ impl Seen {
 }
 
 /// What a scripted server does with one request.
-enum Act {
+pub enum Act {
     /// These bytes (one answer or several, or anything), and the connection stays open.
     Send(Vec<u8>),
     /// Nothing more on this connection, which stays open until the client closes it.
@@ -69,14 +69,14 @@ enum Act {
 type Script = dyn Fn(&Seen) -> Act + Send + Sync;
 
 /// A keep-alive HTTP/1.1 server whose every answer a script writes.
-struct Raw {
+pub struct Raw {
     port: u16,
     seen: Arc<Mutex<Vec<Seen>>>,
     stop: Arc<AtomicBool>,
 }
 
 impl Raw {
-    fn start(script: impl Fn(&Seen) -> Act + Send + Sync + 'static) -> Raw {
+    pub fn start(script: impl Fn(&Seen) -> Act + Send + Sync + 'static) -> Raw {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -100,11 +100,11 @@ impl Raw {
         Raw { port, seen, stop }
     }
 
-    fn host(&self) -> String {
+    pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
-    fn seen(&self) -> Vec<Seen> {
+    pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 }
@@ -170,7 +170,7 @@ fn serve(
 }
 
 /// An answer with `Content-Length`, kept alive.
-fn answer(status: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+pub fn answer(status: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
     let mut head = format!("HTTP/1.1 {status}\r\n");
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
@@ -182,7 +182,7 @@ fn answer(status: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
 }
 
 /// What `content` answers to `seen`, as bytes on a kept-alive connection.
-fn served(content: &Content, seen: &Seen) -> Vec<u8> {
+pub fn served(content: &Content, seen: &Seen) -> Vec<u8> {
     let request = Request {
         method: seen.head.split(' ').next().unwrap_or_default().to_string(),
         target: seen.target().to_string(),
@@ -200,7 +200,7 @@ fn served(content: &Content, seen: &Seen) -> Vec<u8> {
 }
 
 /// A blob GET's digest, if `seen` is one.
-fn blob_of(seen: &Seen) -> Option<String> {
+pub fn blob_of(seen: &Seen) -> Option<String> {
     let path = seen.target().split('?').next()?;
     Some(path.rsplit_once("/blobs/")?.1.to_string())
 }

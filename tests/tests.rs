@@ -21,6 +21,7 @@ mod mirrors;
 mod network;
 mod output;
 mod pipeline_attacks;
+mod scratch_attack;
 mod pinned;
 mod planted;
 mod policy;
