@@ -986,3 +986,38 @@ fn a_tag_list_a_mirror_answered_says_whose_it_is() {
         "--json names no source for a mirror's tag list: {doc}"
     );
 }
+
+/// The cache records a mirror's answer for a tag under the mirror's name, "so an offline
+/// `oci:` pull by the registry's name cannot install a mirror's answer". But `oci:PATH:TAG`
+/// (the tag alone, which the README offers) and `oci:PATH` (the layout's only manifest) find
+/// that entry and install the mirror's program, with no word that a mirror chose it: the
+/// `dev.ocidl.source` annotation recorded beside it is never read back.
+#[test]
+fn an_offline_pull_by_tag_alone_does_not_install_a_mirrors_answer_unsaid() {
+    let (upstream, mirror, _theirs, mirrors) = two_meanings();
+    let tmp = TempDir::new();
+    let text = conf(&upstream.host(), &[&mirror.host()]);
+    let cmd = with_conf(&tmp, &text).args(["--cache", "cache", "--cache-only"]);
+    pull(cmd, &upstream.host(), "unused").assert_success();
+    let mut unsaid = Vec::new();
+    for (i, reference) in ["oci:cache:v1".to_string(), "oci:cache".to_string()]
+        .iter()
+        .enumerate()
+    {
+        let dir = format!("offline{i}");
+        let out = ocidl(tmp.path())
+            .args([reference.as_str(), "-o", &dir, "--json"])
+            .run();
+        let installed = std::fs::read(tmp.join(&dir).join("tool")).ok();
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let said = out.stderr.contains(&mirror.host())
+            || doc.to_string().contains(&mirror.host());
+        if installed.as_deref() == Some(mirrors.as_slice()) && !said {
+            unsaid.push(format!(
+                "{reference}: installed the mirror's program, exit {}, source {}",
+                out.code, doc["references"][0]["source"]
+            ));
+        }
+    }
+    assert!(unsaid.is_empty(), "{unsaid:#?}");
+}
