@@ -1021,3 +1021,42 @@ fn a_plain_http_mirror_on_an_https_registrys_host_never_gets_its_stored_secret()
         "the ghcr.io secret went over plain HTTP to whoever answered http://ghcr.io: {leaks:?}"
     );
 }
+
+/// The issue's own case, which the fix covers: the command line names ghcr.io over HTTPS and
+/// `OCIDL_MIRROR` names it over plain HTTP. Written `http://GHCR.IO` (a host name is
+/// case-insensitive, and ocidl takes it), the mirror is no longer "the host the command line
+/// names": a credential store is asked for `GHCR.IO` and its answer goes in clear.
+#[test]
+fn a_plain_http_mirror_spelled_in_capitals_is_still_the_https_registrys_host() {
+    let blob = random_bytes(4096, 67);
+    let digest = crate::support::digest_of(&blob);
+    let tmp = TempDir::new();
+    let on_path = FakeServer::start(|_: &Request| {
+        Response::new(401).header("WWW-Authenticate", "Basic realm=\"ghcr\"")
+    });
+    // Plain HTTP to ghcr.io goes to the scripted server; TLS to ghcr.io:443 to a closed port.
+    let closed = crate::support::free_port();
+    let proxy = Proxy::with_routes(&[("ghcr.io:80", on_path.port()), ("ghcr.io:443", closed)]);
+    let log = helper(tmp.path(), "ocidl-store", &answers(USER, PASS));
+    let cmd = ocidl(tmp.path())
+        .env("OCIDL_MIRROR", "http://GHCR.IO")
+        .env("HTTP_PROXY", &proxy.url())
+        .env("HTTPS_PROXY", &proxy.url())
+        .env("PATH", &path_with_helpers(tmp.path()))
+        .args(["--retries", "0", "--timeout", "5", "-o", "blob"])
+        .arg(format!("ghcr.io/{REPO}@{digest}"));
+    let out = with_config(&tmp, cmd, json!({ "credsStore": "ocidl-store" })).run();
+    assert!(!on_path.requests().is_empty(), "the mirror was never asked: {:?}", proxy.seen());
+    let leaked: Vec<String> = on_path
+        .requests()
+        .iter()
+        .filter_map(|r| r.authorization().map(str::to_string))
+        .filter(|a| a != "Bearer QQ==")
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "http://GHCR.IO got the secret stored for ghcr.io in clear: {leaked:?} (helper calls: {:?})",
+        helper_calls(&log)
+    );
+    assert_no_secret(&out);
+}
