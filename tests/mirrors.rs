@@ -1021,3 +1021,36 @@ fn an_offline_pull_by_tag_alone_does_not_install_a_mirrors_answer_unsaid() {
     }
     assert!(unsaid.is_empty(), "{unsaid:#?}");
 }
+
+/// A registry that is also a mirror under a path of its own (`registry.lan/dockerhub` as the
+/// mirror for docker.io, `registry.lan/team/...` its own packages): the mirror's path fails
+/// for the first reference and is noted dead, by its scheme, host and port. The second
+/// reference names that registry itself, not as a mirror; it must be asked, not skipped as
+/// "dead" (which ends in a usage error, exit 2, without a single request).
+#[test]
+fn a_dead_mirror_does_not_take_down_the_registry_on_its_host() {
+    let tmp = TempDir::new();
+    let upstream = recording_mirror();
+    let mut content = Content::new();
+    content.add_package("team/tool", TAG, &file_refs(&files()));
+    let shared = FakeServer::start(move |req: &Request| {
+        match req.path().starts_with("/v2/mirror/") {
+            true => Response::error(503, "UNAVAILABLE", "the mirror part is down"),
+            false => content.serve(req),
+        }
+    });
+    let text = conf(&upstream.host(), &[&format!("{}/mirror", shared.host())]);
+    let out = with_conf(&tmp, &text)
+        .args(["--plain-http", "--retries", "0", "-o", "out"])
+        .arg(format!("{}/{REPO}:{TAG}", upstream.host()))
+        .arg(format!("{}/team/tool:{TAG}", shared.host()))
+        .run();
+    let asked_for_team = shared.requests_to("/v2/team/").len();
+    assert!(
+        asked_for_team > 0,
+        "{}/team/tool was never asked for (exit {}): the dead mirror's host took it down",
+        shared.host(),
+        out.code
+    );
+    out.assert_success();
+}
