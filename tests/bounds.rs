@@ -384,11 +384,17 @@ fn a_token_that_is_not_one_is_not_retried() {
 /// 40 GB of output from one page of tags).
 #[test]
 fn tag_pages_that_loop_under_another_spelling_end_as_a_loop() {
-    let variations: [(&str, fn(usize) -> String); 2] = [
-        ("a fragment", |k| format!("</v2/{REPO}/tags/list?n=2#{k}>; rel=\"next\"")),
+    type Link = fn(usize) -> String;
+    let variations: [(&str, Link); 2] = [
+        ("a fragment", |k| {
+            format!("</v2/{REPO}/tags/list?n=2#{k}>; rel=\"next\"")
+        }),
         // `./` segments, a few more each time (up to 2,000: the URL stays under 8 KiB).
         ("./ segments", |k| {
-            format!("</v2/{REPO}/tags/{}list?n=2>; rel=\"next\"", "./".repeat(k % 2000))
+            format!(
+                "</v2/{REPO}/tags/{}list?n=2>; rel=\"next\"",
+                "./".repeat(k % 2000)
+            )
         }),
     ];
     let mut looped = Vec::new();
@@ -404,7 +410,9 @@ fn tag_pages_that_loop_under_another_spelling_end_as_a_loop() {
             .timeout(Duration::from_secs(120))
             .run();
         let asked = server.requests().len();
-        let pages = String::from_utf8_lossy(&out.stdout).matches("a\nb\n").count();
+        let pages = String::from_utf8_lossy(&out.stdout)
+            .matches("a\nb\n")
+            .count();
         if asked > 3 || out.error_line("its pages loop").is_none() {
             looped.push(format!(
                 "{how}: the page was asked for {asked} times and printed {pages} times ({})",

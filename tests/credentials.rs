@@ -1046,7 +1046,11 @@ fn a_plain_http_mirror_spelled_in_capitals_is_still_the_https_registrys_host() {
         .args(["--retries", "0", "--timeout", "5", "-o", "blob"])
         .arg(format!("ghcr.io/{REPO}@{digest}"));
     let out = with_config(&tmp, cmd, json!({ "credsStore": "ocidl-store" })).run();
-    assert!(!on_path.requests().is_empty(), "the mirror was never asked: {:?}", proxy.seen());
+    assert!(
+        !on_path.requests().is_empty(),
+        "the mirror was never asked: {:?}",
+        proxy.seen()
+    );
     let leaked: Vec<String> = on_path
         .requests()
         .iter()

@@ -965,9 +965,7 @@ fn a_tag_list_a_mirror_answered_says_whose_it_is() {
     let by_mirror = format!("{}/{REPO}", mirror.host());
     let reference = format!("{}/{REPO}", upstream.host());
 
-    let out = with_conf(&tmp, &text)
-        .args(["--tags", &reference])
-        .run();
+    let out = with_conf(&tmp, &text).args(["--tags", &reference]).run();
     out.assert_success();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "v1\nv1-backdoored\n");
     assert!(
@@ -1010,8 +1008,7 @@ fn an_offline_pull_by_tag_alone_does_not_install_a_mirrors_answer_unsaid() {
             .run();
         let installed = std::fs::read(tmp.join(&dir).join("tool")).ok();
         let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        let said = out.stderr.contains(&mirror.host())
-            || doc.to_string().contains(&mirror.host());
+        let said = out.stderr.contains(&mirror.host()) || doc.to_string().contains(&mirror.host());
         if installed.as_deref() == Some(mirrors.as_slice()) && !said {
             unsaid.push(format!(
                 "{reference}: installed the mirror's program, exit {}, source {}",
@@ -1033,12 +1030,13 @@ fn a_dead_mirror_does_not_take_down_the_registry_on_its_host() {
     let upstream = recording_mirror();
     let mut content = Content::new();
     content.add_package("team/tool", TAG, &file_refs(&files()));
-    let shared = FakeServer::start(move |req: &Request| {
-        match req.path().starts_with("/v2/mirror/") {
-            true => Response::error(503, "UNAVAILABLE", "the mirror part is down"),
-            false => content.serve(req),
-        }
-    });
+    let shared =
+        FakeServer::start(
+            move |req: &Request| match req.path().starts_with("/v2/mirror/") {
+                true => Response::error(503, "UNAVAILABLE", "the mirror part is down"),
+                false => content.serve(req),
+            },
+        );
     let text = conf(&upstream.host(), &[&format!("{}/mirror", shared.host())]);
     let out = with_conf(&tmp, &text)
         .args(["--plain-http", "--retries", "0", "-o", "out"])

@@ -24,12 +24,20 @@ const MAX_READ: usize = 4 << 20;
 /// A package of `n` files (pipelined from 3 up).
 fn files(n: usize) -> Vec<(String, Vec<u8>)> {
     (0..n)
-        .map(|i| (format!("file{i}"), random_bytes(3000 + i * 7, 700 + i as u64)))
+        .map(|i| {
+            (
+                format!("file{i}"),
+                random_bytes(3000 + i * 7, 700 + i as u64),
+            )
+        })
         .collect()
 }
 
 fn refs(files: &[(String, Vec<u8>)]) -> Vec<(&str, &[u8])> {
-    files.iter().map(|(t, d)| (t.as_str(), d.as_slice())).collect()
+    files
+        .iter()
+        .map(|(t, d)| (t.as_str(), d.as_slice()))
+        .collect()
 }
 
 fn owned(files: &[(String, Vec<u8>)]) -> Vec<(&str, Vec<u8>)> {
@@ -39,7 +47,7 @@ fn owned(files: &[(String, Vec<u8>)]) -> Vec<(&str, Vec<u8>)> {
 /// One request a scripted server read: its connection (0 for the first), its number on
 /// that connection, and its head.
 #[derive(Clone, Debug)]
-pub struct Seen {
+struct Seen {
     connection: usize,
     number: usize,
     head: String,
@@ -49,34 +57,22 @@ impl Seen {
     fn target(&self) -> &str {
         self.head.split(' ').nth(1).unwrap_or_default()
     }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().skip(1).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    }
 }
 
-/// What a scripted server does with one request.
-pub enum Act {
-    /// These bytes (one answer or several, or anything), and the connection stays open.
-    Send(Vec<u8>),
-    /// Nothing more on this connection, which stays open until the client closes it.
-    Silent,
-}
+/// What a scripted server writes for one request: one answer, several, or anything.
+type Act = Vec<u8>;
 
 type Script = dyn Fn(&Seen) -> Act + Send + Sync;
 
 /// A keep-alive HTTP/1.1 server whose every answer a script writes.
-pub struct Raw {
+struct Raw {
     port: u16,
     seen: Arc<Mutex<Vec<Seen>>>,
     stop: Arc<AtomicBool>,
 }
 
 impl Raw {
-    pub fn start(script: impl Fn(&Seen) -> Act + Send + Sync + 'static) -> Raw {
+    fn start(script: impl Fn(&Seen) -> Act + Send + Sync + 'static) -> Raw {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -93,18 +89,19 @@ impl Raw {
                     continue;
                 };
                 let connection = connections.fetch_add(1, Ordering::SeqCst);
-                let (script, log, halt) = (Arc::clone(&script), Arc::clone(&log), Arc::clone(&halt));
+                let (script, log, halt) =
+                    (Arc::clone(&script), Arc::clone(&log), Arc::clone(&halt));
                 thread::spawn(move || serve(stream, connection, &*script, &log, &halt, until));
             }
         });
         Raw { port, seen, stop }
     }
 
-    pub fn host(&self) -> String {
+    fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
-    pub fn seen(&self) -> Vec<Seen> {
+    fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 }
@@ -115,7 +112,12 @@ impl Drop for Raw {
         if thread::panicking() {
             eprintln!("--- requests to scripted server {} ---", self.host());
             for s in self.seen() {
-                eprintln!("#{}.{} {}", s.connection, s.number, s.head.replace("\r\n", " | "));
+                eprintln!(
+                    "#{}.{} {}",
+                    s.connection,
+                    s.number,
+                    s.head.replace("\r\n", " | ")
+                );
             }
         }
     }
@@ -132,7 +134,7 @@ fn serve(
     stream.set_nonblocking(false).unwrap();
     let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
-    let (mut buf, mut read, mut number, mut silent) = (Vec::new(), 0, 0, false);
+    let (mut buf, mut read, mut number) = (Vec::new(), 0, 0);
     let mut chunk = [0u8; 16 << 10];
     while Instant::now() < until && !stop.load(Ordering::SeqCst) && read < MAX_READ {
         while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -145,16 +147,8 @@ fn serve(
             };
             number += 1;
             log.lock().unwrap().push(seen.clone());
-            if silent {
-                continue;
-            }
-            match script(&seen) {
-                Act::Send(bytes) => {
-                    if stream.write_all(&bytes).is_err() {
-                        return;
-                    }
-                }
-                Act::Silent => silent = true,
+            if stream.write_all(&script(&seen)).is_err() {
+                return;
             }
         }
         match stream.read(&mut chunk) {
@@ -163,14 +157,18 @@ fn serve(
                 read += n;
                 buf.extend_from_slice(&chunk[..n]);
             }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(_) => return,
         }
     }
 }
 
 /// An answer with `Content-Length`, kept alive.
-pub fn answer(status: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+fn answer(status: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
     let mut head = format!("HTTP/1.1 {status}\r\n");
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
@@ -182,7 +180,7 @@ pub fn answer(status: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
 }
 
 /// What `content` answers to `seen`, as bytes on a kept-alive connection.
-pub fn served(content: &Content, seen: &Seen) -> Vec<u8> {
+fn served(content: &Content, seen: &Seen) -> Vec<u8> {
     let request = Request {
         method: seen.head.split(' ').next().unwrap_or_default().to_string(),
         target: seen.target().to_string(),
@@ -200,7 +198,7 @@ pub fn served(content: &Content, seen: &Seen) -> Vec<u8> {
 }
 
 /// A blob GET's digest, if `seen` is one.
-pub fn blob_of(seen: &Seen) -> Option<String> {
+fn blob_of(seen: &Seen) -> Option<String> {
     let path = seen.target().split('?').next()?;
     Some(path.rsplit_once("/blobs/")?.1.to_string())
 }
@@ -219,7 +217,8 @@ fn a_silent_mirror_costs_one_timeout_not_two() {
     let mut content = Content::new();
     content.add_package(REPO, TAG, &refs(&package));
     let registry = FakeServer::start(move |req: &Request| content.serve(req));
-    let silent = FakeServer::start(|_: &Request| Response::ok(b"late").delay(Duration::from_secs(60)));
+    let silent =
+        FakeServer::start(|_: &Request| Response::ok(b"late").delay(Duration::from_secs(60)));
     let timeout = Duration::from_secs(2);
     let started = Instant::now();
     let out = ocidl(tmp.path())
@@ -251,7 +250,9 @@ fn redirects_to_many_silent_origins_cost_no_more_than_one_by_one() {
     let mut content = Content::new();
     content.add_package(REPO, TAG, &refs(&package));
     let cdns: Vec<FakeServer> = (0..package.len())
-        .map(|_| FakeServer::start(|_: &Request| Response::ok(b"late").delay(Duration::from_secs(60))))
+        .map(|_| {
+            FakeServer::start(|_: &Request| Response::ok(b"late").delay(Duration::from_secs(60)))
+        })
         .collect();
     let hosts: Vec<String> = cdns.iter().map(FakeServer::host).collect();
     let order = Arc::new(AtomicUsize::new(0));
@@ -259,14 +260,22 @@ fn redirects_to_many_silent_origins_cost_no_more_than_one_by_one() {
         Some(digest) => {
             let i = order.fetch_add(1, Ordering::SeqCst) % hosts.len();
             let to = format!("http://{}/blob/{digest}", hosts[i]);
-            Act::Send(answer("307 Temporary Redirect", &[("Location", &to)], b""))
+            answer("307 Temporary Redirect", &[("Location", &to)], b"")
         }
-        None => Act::Send(served(&content, seen)),
+        None => served(&content, seen),
     });
     let timeout = Duration::from_secs(2);
     let started = Instant::now();
     let out = ocidl(tmp.path())
-        .args(["--plain-http", "--timeout", "2", "--retries", "0", "-o", "out"])
+        .args([
+            "--plain-http",
+            "--timeout",
+            "2",
+            "--retries",
+            "0",
+            "-o",
+            "out",
+        ])
         .arg(format!("{}/{REPO}:{TAG}", registry.host()))
         .run();
     let took = started.elapsed();
@@ -306,10 +315,13 @@ fn a_failed_pipelined_pull_leaves_no_directory_it_made() {
     crate::support::assert_tree(tmp.path(), &[]);
 }
 
-/// A mirror's package of three files whose titles make directories (`share/x/...`), one
-/// blob of which it cannot serve: it is abandoned and the registry's own package installed.
-/// The mirror's directories must not stay in the installed tree (as they do not one by one,
-/// see mirrors.rs `a_mirror_abandoned_halfway_leaves_no_directory_behind`).
+/// A mirror (registries.conf's default: it answers tags) whose package of three files has
+/// titles that make directories (`share/x/...`), one blob of which it cannot serve. It is
+/// abandoned; the registry is asked for that manifest's blobs (pipelined, and it has none),
+/// then what the tag means, and its own package is installed. Each failed pipelined attempt
+/// removes its first file's directories with that file while the others are still in them,
+/// so the mirror's `share/` stays in the installed tree (one by one it does not, see
+/// mirrors.rs `a_mirror_abandoned_halfway_leaves_no_directory_behind`).
 #[test]
 fn a_mirror_abandoned_after_a_pipelined_pass_leaves_no_directory_behind() {
     let theirs = files(3);
@@ -341,7 +353,10 @@ fn a_mirror_abandoned_after_a_pipelined_pass_leaves_no_directory_behind() {
     );
     crate::support::write_file(&tmp.join("registries.conf"), conf.as_bytes());
     let out = ocidl(tmp.path())
-        .env("CONTAINERS_REGISTRIES_CONF", tmp.join("registries.conf").to_str().unwrap())
+        .env(
+            "CONTAINERS_REGISTRIES_CONF",
+            tmp.join("registries.conf").to_str().unwrap(),
+        )
         .args(["-o", "out"])
         .arg(format!("{}/{REPO}:{TAG}", registry.host()))
         .run();
