@@ -98,7 +98,8 @@ fn run(settings: Settings) -> Result<u8> {
         };
         let (done, result) = match sources {
             Ok(sources) => {
-                let mut tags = |page: &[String]| printer.tags(reference, page);
+                let mut tags =
+                    |source: &str, page: &[String]| printer.tags(reference, source, page);
                 puller.run(reference, &sources, &mut tags)
             }
             Err(e) => (Report::default(), Err(e)),

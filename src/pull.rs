@@ -24,7 +24,6 @@ use crate::settings::Job;
 
 use files::fetch_blob;
 use package::pull_package;
-pub use package::SOURCE;
 
 pub use crate::report::{File, Report, Status};
 
@@ -42,7 +41,8 @@ pub struct Puller<'a> {
 }
 
 /// Where tag pages go as they arrive (`--tags`): printed, so memory holds one page.
-pub type Tags<'t> = &'t mut dyn FnMut(&[String]) -> Result<()>;
+/// Each page comes with the name of the source that listed it (a mirror's list is its own).
+pub type Tags<'t> = &'t mut dyn FnMut(&str, &[String]) -> Result<()>;
 
 impl<'a> Puller<'a> {
     pub fn new(
@@ -84,17 +84,19 @@ impl<'a> Puller<'a> {
                 origin: Origin::Layout(&layout),
                 cache: None,
                 progress: &mut *self.progress,
+                pipeline: false,
             };
             if self.job.mode == Mode::Tags {
                 let names = layout.names();
-                return (Report::default(), names.and_then(|names| tags(&names)));
+                let source = format!("oci:{}", path.display());
+                return (
+                    Report::default(),
+                    names.and_then(|names| tags(&source, &names)),
+                );
             }
             return attempt(&mut d, reference, self.job, false, None);
         }
-        let alive: Vec<&Source> = sources
-            .iter()
-            .filter(|s| !self.dead.contains(&key(s)))
-            .collect();
+        let alive: Vec<&Source> = sources.iter().filter(|s| !self.is_dead(s)).collect();
         let by_tag: Vec<&Source> = alive.iter().copied().filter(|s| s.tags).collect();
         let tag = match (self.job.mode, reference.target()) {
             (Mode::Tags, _) => return (Report::default(), self.list_tags(&by_tag, tags)),
@@ -105,7 +107,7 @@ impl<'a> Puller<'a> {
         // manifest it names then comes from the first source that has it. When none has, a
         // mirror's answer is dropped and the next source asked.
         for (i, source) in by_tag.iter().enumerate() {
-            if self.dead.contains(&key(source)) {
+            if self.is_dead(source) {
                 continue;
             }
             let next = by_tag.get(i + 1).filter(|_| source.mirror);
@@ -152,10 +154,7 @@ impl<'a> Puller<'a> {
         sources: &[Source],
         top: Option<(&Fetched, &Source)>,
     ) -> (Report, Result<()>) {
-        let alive: Vec<&Source> = sources
-            .iter()
-            .filter(|s| !self.dead.contains(&key(s)))
-            .collect();
+        let alive: Vec<&Source> = sources.iter().filter(|s| !self.is_dead(s)).collect();
         for (i, source) in alive.iter().enumerate() {
             let next = alive.get(i + 1).filter(|_| source.mirror);
             let (report, result) = self.with(source, |d, job| {
@@ -182,10 +181,17 @@ impl<'a> Puller<'a> {
             origin: Origin::Registry(&source.repository),
             cache: self.cache,
             progress: &mut *self.progress,
+            pipeline: !source.mirror,
         };
         let done = f(&mut d, self.job);
         self.client.set_retries(self.retries);
         done
+    }
+
+    /// A mirror that failed earlier in the run. The registry itself is always asked, even
+    /// on the host of a mirror that failed.
+    fn is_dead(&self, source: &Source) -> bool {
+        source.mirror && self.dead.contains(&key(source))
     }
 
     /// Notes a mirror's failure before `next` is tried, and remembers a mirror that could
@@ -206,10 +212,17 @@ impl<'a> Puller<'a> {
     fn list_tags(&mut self, sources: &[&Source], tags: Tags) -> Result<()> {
         for (i, source) in sources.iter().enumerate() {
             let mut printed = false;
+            let name = source.repository.name();
             let listed = self.with(source, |d, _| {
                 d.client.tags(&source.repository, |page| {
+                    if !printed && source.mirror {
+                        d.progress.note(format_args!(
+                            "the tags of {name} as mirror {} lists them: a mirror's list cannot be verified",
+                            source.repository.registry().host()
+                        ));
+                    }
                     printed = true;
-                    tags(&page).map(|()| true)
+                    tags(&name, &page).map(|()| true)
                 })
             });
             match (listed, sources.get(i + 1).filter(|_| source.mirror)) {
@@ -258,6 +271,7 @@ fn attempt(
             report.source = Some(by.repository.name());
             if by.mirror {
                 name = format!("{}:{tag}", by.repository.name());
+                report.mirror_said = true;
             }
             pull_package(d, reference, top, &name, job, fallback, &mut report)
         }
@@ -269,6 +283,16 @@ fn attempt(
         }
         (Target::Tag(tag), None) => {
             report.source = Some(d.origin.name());
+            // An `oci:` layout: what a mirror said a tag means, recorded there, is said again.
+            if let Origin::Layout(layout) = d.origin {
+                if let Some(mirror) = layout.said_by_mirror(tag) {
+                    d.progress.note(format_args!(
+                        "{reference} is what mirror {mirror} said: a mirror's answer for a tag cannot be verified"
+                    ));
+                    report.source = Some(mirror);
+                    report.mirror_said = true;
+                }
+            }
             d.manifest(tag)
                 .and_then(|top| pull_package(d, reference, &top, &name, job, fallback, &mut report))
         }

@@ -23,6 +23,8 @@ pub struct Report {
     pub manifest: Option<Digest>,
     /// Who said what the manifest is: the registry's repository, a mirror's, or `oci:PATH`.
     pub source: Option<String>,
+    /// A mirror said what the reference's tag means (which cannot be verified).
+    pub mirror_said: bool,
     /// Where the files came from when that is not the reference's own repository (a mirror,
     /// a remapped location): said on every status line.
     pub via: Option<String>,
@@ -225,8 +227,8 @@ impl Printer {
         }
     }
 
-    /// A page of `reference`'s tags.
-    pub fn tags(&mut self, reference: &Reference, page: &[String]) -> Result<()> {
+    /// A page of `reference`'s tags, as `source` listed it.
+    pub fn tags(&mut self, reference: &Reference, source: &str, page: &[String]) -> Result<()> {
         if !self.json {
             let lines: Vec<String> = page.iter().map(|t| escape(t).into_owned()).collect();
             return self.write(&lines.join("\n"), true);
@@ -236,8 +238,8 @@ impl Printer {
         }
         let mut text = String::new();
         if !self.open {
-            let mut doc =
-                json!({ "reference": reference.to_string(), "name": reference.name() }).to_string();
+            let doc = json!({ "reference": reference.to_string(), "name": reference.name(), "source": source });
+            let mut doc = doc.to_string();
             doc.pop();
             text = format!("{}{doc},\"tags\":[", self.separator());
         } else {

@@ -955,3 +955,112 @@ fn docker_hub_keys_all_name_docker_hub() {
     let out = with_config(&tmp, hub_pull(&tmp, "tool:v1"), config).run();
     assert_refused(&tmp, &out);
 }
+
+// ---- plain-HTTP mirrors named after an HTTPS registry (attack review of issue 16) ----
+
+/// `docker login ghcr.io` (a bare key, or a credential store) and `OCIDL_MIRROR=http://ghcr.io`
+/// (the issue's own example), on a run that pulls from another registry: the plain-HTTP
+/// request to ghcr.io crosses the path (an HTTP proxy stands for it here, routing ghcr.io:80
+/// to a scripted server), which answers 401 Basic. The README says this "never carries the
+/// user's ghcr.io token in clear"; it must not, whichever registry the command line names,
+/// whether the secret is in `auths`, a `credsStore`, or a `credHelpers` entry whose key even
+/// says `https://`.
+#[test]
+fn a_plain_http_mirror_on_an_https_registrys_host_never_gets_its_stored_secret() {
+    let blob = random_bytes(4096, 66);
+    let digest = crate::support::digest_of(&blob);
+    let mut leaks = Vec::new();
+    for store in ["auths", "credsStore", "credHelpers"] {
+        let tmp = TempDir::new();
+        let mut content = Content::new();
+        content.add_blob(&blob);
+        let registry = FakeServer::start(move |req: &Request| content.serve(req));
+        let on_path = FakeServer::start(|_: &Request| {
+            Response::new(401).header("WWW-Authenticate", "Basic realm=\"ghcr\"")
+        });
+        let proxy = Proxy::with_routes(&[("ghcr.io:80", on_path.port())]);
+        let log = helper(tmp.path(), "ocidl-store", &answers(USER, PASS));
+        let config = match store {
+            "auths" => auths("ghcr.io", PASS),
+            "credsStore" => json!({ "credsStore": "ocidl-store" }),
+            // A key that says https: the README says it "never goes over plain HTTP".
+            _ => json!({ "credHelpers": { "https://ghcr.io": "ocidl-store" } }),
+        };
+        let cmd = ocidl(tmp.path())
+            .env("OCIDL_MIRROR", "http://ghcr.io")
+            .env("HTTP_PROXY", &proxy.url())
+            .env("NO_PROXY", "127.0.0.1")
+            .env("PATH", &path_with_helpers(tmp.path()))
+            .args(["--plain-http", "--retries", "0", "-o", "blob"])
+            .arg(registry.reference(&format!("{REPO}@{digest}")));
+        let out = with_config(&tmp, cmd, config).run();
+        // The run itself must not fail for it: the registry has the blob.
+        assert!(
+            !on_path.requests().is_empty(),
+            "{store}: the mirror was never asked: {:?}",
+            proxy.seen()
+        );
+        // ghcr's public `QQ==` shortcut is no secret; anything else is the user's.
+        let leaked: Vec<String> = on_path
+            .requests()
+            .iter()
+            .filter_map(|r| r.authorization().map(str::to_string))
+            .filter(|a| a != "Bearer QQ==")
+            .collect();
+        if !leaked.is_empty() {
+            leaks.push(format!(
+                "{store}: {leaked:?} (helper calls: {:?})",
+                helper_calls(&log)
+            ));
+        }
+        out.assert_success();
+        assert_no_secret(&out);
+    }
+    assert!(
+        leaks.is_empty(),
+        "the ghcr.io secret went over plain HTTP to whoever answered http://ghcr.io: {leaks:?}"
+    );
+}
+
+/// The issue's own case, which the fix covers: the command line names ghcr.io over HTTPS and
+/// `OCIDL_MIRROR` names it over plain HTTP. Written `http://GHCR.IO` (a host name is
+/// case-insensitive, and ocidl takes it), the mirror is no longer "the host the command line
+/// names": a credential store is asked for `GHCR.IO` and its answer goes in clear.
+#[test]
+fn a_plain_http_mirror_spelled_in_capitals_is_still_the_https_registrys_host() {
+    let blob = random_bytes(4096, 67);
+    let digest = crate::support::digest_of(&blob);
+    let tmp = TempDir::new();
+    let on_path = FakeServer::start(|_: &Request| {
+        Response::new(401).header("WWW-Authenticate", "Basic realm=\"ghcr\"")
+    });
+    // Plain HTTP to ghcr.io goes to the scripted server; TLS to ghcr.io:443 to a closed port.
+    let closed = crate::support::free_port();
+    let proxy = Proxy::with_routes(&[("ghcr.io:80", on_path.port()), ("ghcr.io:443", closed)]);
+    let log = helper(tmp.path(), "ocidl-store", &answers(USER, PASS));
+    let cmd = ocidl(tmp.path())
+        .env("OCIDL_MIRROR", "http://GHCR.IO")
+        .env("HTTP_PROXY", &proxy.url())
+        .env("HTTPS_PROXY", &proxy.url())
+        .env("PATH", &path_with_helpers(tmp.path()))
+        .args(["--retries", "0", "--timeout", "5", "-o", "blob"])
+        .arg(format!("ghcr.io/{REPO}@{digest}"));
+    let out = with_config(&tmp, cmd, json!({ "credsStore": "ocidl-store" })).run();
+    assert!(
+        !on_path.requests().is_empty(),
+        "the mirror was never asked: {:?}",
+        proxy.seen()
+    );
+    let leaked: Vec<String> = on_path
+        .requests()
+        .iter()
+        .filter_map(|r| r.authorization().map(str::to_string))
+        .filter(|a| a != "Bearer QQ==")
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "http://GHCR.IO got the secret stored for ghcr.io in clear: {leaked:?} (helper calls: {:?})",
+        helper_calls(&log)
+    );
+    assert_no_secret(&out);
+}

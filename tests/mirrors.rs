@@ -362,7 +362,10 @@ fn a_mirror_says_what_a_tag_means_only_where_the_user_asked_and_it_is_said() {
         annotations["org.opencontainers.image.ref.name"],
         format!("{by_mirror}:{TAG}")
     );
-    assert_eq!(annotations["dev.ocidl.source"], by_mirror);
+    assert_eq!(
+        annotations["dev.ocidl.source"],
+        format!("mirror {by_mirror}")
+    );
     // So an offline pull by the registry's name does not install the mirror's program.
     let offline = ocidl(tmp.path())
         .args([
@@ -456,8 +459,9 @@ fn each_mirror_gets_its_own_credentials_only() {
     };
     let mirror = guarded("mirror-user", "mirror-pass", content.clone());
     let upstream = guarded("up-user", "up-pass", content);
+    // The mirror is plain HTTP: what is stored for it is keyed so (a bare key means HTTPS).
     let auths = json!({ "auths": {
-        mirror.host(): { "auth": basic_auth("mirror-user", "mirror-pass").trim_start_matches("Basic ") },
+        format!("http://{}", mirror.host()): { "auth": basic_auth("mirror-user", "mirror-pass").trim_start_matches("Basic ") },
         upstream.host(): { "auth": basic_auth("up-user", "up-pass").trim_start_matches("Basic ") },
     }});
     write_file(&tmp.join("auth.json"), auths.to_string().as_bytes());
@@ -944,4 +948,111 @@ fn a_mirror_abandoned_halfway_leaves_no_directory_behind() {
     out.assert_success();
     assert_files(&tmp.join("out"), &files());
     assert_tree(&tmp.join("out"), &["tool", "tool.json"]);
+}
+
+/// A registries.conf mirror (podman's default `pull-from-mirror = "all"`) may answer
+/// `--tags`, and its list is not the registry's: it can name a tag the registry never had.
+/// Every pull a mirror answered says so (a note, `from MIRROR`, `--json`'s `source`); the
+/// listing it answered must too, or the user takes the mirror's tags for the registry's.
+#[test]
+fn a_tag_list_a_mirror_answered_says_whose_it_is() {
+    let tmp = TempDir::new();
+    let upstream = FakeServer::start(|req: &Request| match req.path().ends_with("/tags/list") {
+        true => Response::json(&json!({ "name": REPO, "tags": ["v1"] })),
+        false => Response::not_found(),
+    });
+    let mirror = FakeServer::start(|req: &Request| match req.path().ends_with("/tags/list") {
+        true => Response::json(&json!({ "name": REPO, "tags": ["v1", "v1-backdoored"] })),
+        false => Response::not_found(),
+    });
+    let text = conf(&upstream.host(), &[&mirror.host()]);
+    let by_mirror = format!("{}/{REPO}", mirror.host());
+    let reference = format!("{}/{REPO}", upstream.host());
+
+    let out = with_conf(&tmp, &text).args(["--tags", &reference]).run();
+    out.assert_success();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "v1\nv1-backdoored\n");
+    assert!(
+        out.stderr.contains(&by_mirror),
+        "the mirror's tag list was printed as the registry's, with no word of the mirror:\n{}",
+        out.stderr
+    );
+
+    let out = with_conf(&tmp, &text)
+        .args(["--tags", "--json", &reference])
+        .run();
+    out.assert_success();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        doc["references"][0]["source"], by_mirror,
+        "--json names no source for a mirror's tag list: {doc}"
+    );
+}
+
+/// The cache records a mirror's answer for a tag under the mirror's name, "so an offline
+/// `oci:` pull by the registry's name cannot install a mirror's answer". But `oci:PATH:TAG`
+/// (the tag alone, which the README offers) and `oci:PATH` (the layout's only manifest) find
+/// that entry and install the mirror's program, with no word that a mirror chose it: the
+/// `dev.ocidl.source` annotation recorded beside it is never read back.
+#[test]
+fn an_offline_pull_by_tag_alone_does_not_install_a_mirrors_answer_unsaid() {
+    let (upstream, mirror, _theirs, mirrors) = two_meanings();
+    let tmp = TempDir::new();
+    let text = conf(&upstream.host(), &[&mirror.host()]);
+    let cmd = with_conf(&tmp, &text).args(["--cache", "cache", "--cache-only"]);
+    pull(cmd, &upstream.host(), "unused").assert_success();
+    let mut unsaid = Vec::new();
+    for (i, reference) in ["oci:cache:v1".to_string(), "oci:cache".to_string()]
+        .iter()
+        .enumerate()
+    {
+        let dir = format!("offline{i}");
+        let out = ocidl(tmp.path())
+            .args([reference.as_str(), "-o", &dir, "--json"])
+            .run();
+        let installed = std::fs::read(tmp.join(&dir).join("tool")).ok();
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let said = out.stderr.contains(&mirror.host()) || doc.to_string().contains(&mirror.host());
+        if installed.as_deref() == Some(mirrors.as_slice()) && !said {
+            unsaid.push(format!(
+                "{reference}: installed the mirror's program, exit {}, source {}",
+                out.code, doc["references"][0]["source"]
+            ));
+        }
+    }
+    assert!(unsaid.is_empty(), "{unsaid:#?}");
+}
+
+/// A registry that is also a mirror under a path of its own (`registry.lan/dockerhub` as the
+/// mirror for docker.io, `registry.lan/team/...` its own packages): the mirror's path fails
+/// for the first reference and is noted dead, by its scheme, host and port. The second
+/// reference names that registry itself, not as a mirror; it must be asked, not skipped as
+/// "dead" (which ends in a usage error, exit 2, without a single request).
+#[test]
+fn a_dead_mirror_does_not_take_down_the_registry_on_its_host() {
+    let tmp = TempDir::new();
+    let upstream = recording_mirror();
+    let mut content = Content::new();
+    content.add_package("team/tool", TAG, &file_refs(&files()));
+    let shared =
+        FakeServer::start(
+            move |req: &Request| match req.path().starts_with("/v2/mirror/") {
+                true => Response::error(503, "UNAVAILABLE", "the mirror part is down"),
+                false => content.serve(req),
+            },
+        );
+    let text = conf(&upstream.host(), &[&format!("{}/mirror", shared.host())]);
+    let out = with_conf(&tmp, &text)
+        .args(["--plain-http", "--retries", "0", "-o", "out"])
+        .arg(format!("{}/{REPO}:{TAG}", upstream.host()))
+        .arg(format!("{}/team/tool:{TAG}", shared.host()))
+        .run();
+    let asked_for_team = shared.requests_to("/v2/team/").len();
+    assert!(
+        asked_for_team > 0,
+        "{}/team/tool was never asked for (exit {}): the dead mirror's host took it down",
+        shared.host(),
+        out.code
+    );
+    out.assert_success();
 }

@@ -22,6 +22,7 @@ mod network;
 mod output;
 mod pinned;
 mod pipeline;
+mod pipeline_attacks;
 mod planted;
 mod policy;
 mod proxies;

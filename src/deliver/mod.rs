@@ -106,6 +106,9 @@ pub struct Deliver<'a, 'b> {
     pub origin: Origin<'a>,
     pub cache: Option<&'a Cache>,
     pub progress: &'b mut Progress,
+    /// Whether a package may be asked for all at once (`blobs`): not of a mirror, which
+    /// gets one try, and whose silence must cost one `--timeout`, not two.
+    pub pipeline: bool,
 }
 
 /// What a local file gave.
@@ -245,7 +248,8 @@ impl Deliver<'_, '_> {
     /// with no cache to fill, and enough of them (`PIPELINE`).
     pub fn pipelines(&self, files: usize) -> bool {
         let cache = self.cache.filter(|c| c.writable());
-        matches!(self.origin, Origin::Registry(_)) && cache.is_none() && files >= PIPELINE
+        let registry = matches!(self.origin, Origin::Registry(_));
+        self.pipeline && registry && cache.is_none() && files >= PIPELINE
     }
 
     /// A package's blobs, each into its own file: from the registry all at once when there
@@ -378,12 +382,18 @@ pub struct Wanted<'p> {
     pub partial: &'p mut Partial,
 }
 
+/// Whether what `partial` holds is kept for the next run to resume after `e`: the network
+/// failed after some bytes.
+pub fn resumable(partial: &Partial, e: &Error) -> bool {
+    e.is_transient() && partial.written() > 0
+}
+
 /// What becomes of a partial file after a delivery into it: staged when it verified; kept
 /// for the next run to resume when the network failed after some bytes; removed otherwise.
 pub fn settle(partial: Partial, delivered: Result<u64>) -> Result<(Staged, u64)> {
     match delivered {
         Ok(n) => Ok((partial.finish()?, n)),
-        Err(e) if e.is_transient() && partial.written() > 0 => Err(Error::Kept {
+        Err(e) if resumable(&partial, &e) => Err(Error::Kept {
             path: partial.path().to_path_buf(),
             source: Box::new(e),
         }),

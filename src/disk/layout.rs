@@ -26,6 +26,9 @@ use crate::sys;
 
 /// The annotation naming a manifest in `index.json` (skopeo's `oci:DIR:NAME`).
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// The annotation beside a name ocidl records: who said what it means, the registry's
+/// repository, or `mirror NAME` when a mirror answered a tag (which cannot be verified).
+pub const SOURCE: &str = "dev.ocidl.source";
 const LAYOUT_FILE: &str = "oci-layout";
 const LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
 const INDEX: &str = "index.json";
@@ -126,7 +129,10 @@ impl Layout {
     pub fn manifest(&self, reference: &str) -> Result<Fetched> {
         let (digest, media_type) = match reference.parse::<Digest>() {
             Ok(digest) => (digest, None),
-            Err(_) => self.resolve(reference)?,
+            Err(_) => {
+                let (digest, media_type, _) = self.resolve(reference)?;
+                (digest, media_type)
+            }
         };
         let path = self.blob_path(&digest);
         let bytes = fresh::read_capped(&path, manifest::MAX_SIZE, "the manifest")?
@@ -139,6 +145,12 @@ impl Layout {
             });
         }
         Fetched::parse(media_type.as_deref(), bytes, digest)
+    }
+
+    /// The mirror that said what `name` means, when a mirror did (see `SOURCE`).
+    pub fn said_by_mirror(&self, name: &str) -> Option<String> {
+        let (_, _, source) = self.resolve(name).ok()?;
+        source?.strip_prefix("mirror ").map(str::to_string)
     }
 
     /// The names recorded in `index.json`, for `--tags`.
@@ -332,8 +344,8 @@ impl Layout {
         }
     }
 
-    /// The digest and media type `index.json` gives `name`.
-    fn resolve(&self, name: &str) -> Result<(Digest, Option<String>)> {
+    /// The digest, media type and `SOURCE` that `index.json` gives `name`.
+    fn resolve(&self, name: &str) -> Result<(Digest, Option<String>, Option<String>)> {
         let manifests = self.manifests()?;
         let exact: Vec<&Value> = manifests
             .iter()
@@ -367,7 +379,12 @@ impl Layout {
             .ok_or_else(|| {
                 Error::BadManifest(format!("the index entry for {name:?} has no digest"))
             })?;
-        Ok((digest, found["mediaType"].as_str().map(str::to_string)))
+        let text = |v: &Value| v.as_str().map(str::to_string);
+        Ok((
+            digest,
+            text(&found["mediaType"]),
+            text(&found["annotations"][SOURCE]),
+        ))
     }
 
     /// Writes `bytes` to `path` through a new temporary file beside it and a rename.

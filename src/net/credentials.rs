@@ -37,11 +37,10 @@ const HELPER_OUTPUT: usize = 64 << 10;
 /// Credentials are for one host over the scheme they were meant for. `-u` is for the
 /// registries the command line names, over the scheme it names them with. A stored entry is
 /// for its key's scheme when the key says one (`https://h`, `http://h`); a bare key (`h`, as
-/// docker and podman write them) is for HTTPS, and for plain HTTP too unless the command
-/// line names that host over HTTPS only. A host the command line names over plain HTTP (a
-/// local registry) gets whatever is stored for it. So `OCIDL_MIRROR=http://ghcr.io` never
-/// carries the user's ghcr.io token in clear, and a plain-HTTP mirror on a host of its own
-/// still gets what `podman login` stored for it.
+/// docker and podman write them) and a credential helper are for HTTPS. A host the command
+/// line names over plain HTTP (a local registry) gets whatever is stored for it; any other
+/// plain-HTTP place (a mirror) only entries keyed `http://`. So `OCIDL_MIRROR=http://ghcr.io`
+/// never carries the user's ghcr.io token in clear, however the host is spelt.
 pub struct Sources {
     /// From the command line or `OCIDL_USERNAME`/`OCIDL_PASSWORD`: for the registries the
     /// command line names (`named`) and no other host, a mirror least of all.
@@ -60,16 +59,20 @@ impl Sources {
     /// The credentials for `host` (as in a reference: `ghcr.io`, `127.0.0.1:5000`,
     /// `docker.io`) over plain HTTP or not, and `repository` (for auth.json's namespace keys).
     pub fn lookup(&self, host: &str, plain: bool, repository: &str) -> Result<Option<Credentials>> {
-        let named = |plain: bool| self.named.iter().any(|n| n.0 == host && n.1 == plain);
+        // Host names are compared as DNS does: `GHCR.IO` is ghcr.io.
+        let host = &host.to_ascii_lowercase();
+        let named = |plain: bool| {
+            let same = |n: &(String, bool)| n.0.eq_ignore_ascii_case(host) && n.1 == plain;
+            self.named.iter().any(same)
+        };
         if let (Some(c), true) = (&self.explicit, named(plain)) {
             // A mirror or a remapped location is another place: it gets its own, or none.
             return Ok(Some(c.clone()));
         }
-        let keys = match (plain, named(true), named(false)) {
-            (false, _, _) => Keys::Https,
-            (true, true, _) => Keys::All,
-            (true, false, false) => Keys::Plain,
-            (true, false, true) => Keys::PlainOnly,
+        let keys = match (plain, named(true)) {
+            (false, _) => Keys::Https,
+            (true, true) => Keys::All,
+            (true, false) => Keys::PlainOnly,
         };
         if let Some(path) = &self.docker_config {
             let config = read_json(path)?;
@@ -94,18 +97,17 @@ enum Keys {
     All,
     /// Over HTTPS: any key but one written `http://`.
     Https,
-    /// Over plain HTTP: any key but one written `https://`.
-    Plain,
-    /// Over plain HTTP to a host the command line names over HTTPS: only `http://` keys.
+    /// Over plain HTTP anywhere else (a mirror): only keys written `http://`, and no
+    /// credential helper, which is asked by host alone.
     PlainOnly,
 }
 
 impl Keys {
     fn take(self, key: &str) -> bool {
+        let key = key.to_ascii_lowercase();
         match self {
             Keys::All => true,
             Keys::Https => !key.starts_with("http://"),
-            Keys::Plain => !key.starts_with("https://"),
             Keys::PlainOnly => key.starts_with("http://"),
         }
     }
@@ -136,7 +138,10 @@ fn from_docker_config(
     let helper_for_host = config
         .get("credHelpers")
         .and_then(Value::as_object)
-        .and_then(|helpers| helpers.iter().find(|(key, _)| normalize(key) == host))
+        .and_then(|helpers| {
+            let ours = |key: &&String| keys.take(key) && normalize(key) == host;
+            helpers.iter().find(|(key, _)| ours(key))
+        })
         .and_then(|(_, name)| name.as_str());
     let store = config
         .get("credsStore")
@@ -345,10 +350,11 @@ fn normalize(key: &str) -> String {
 
 /// A config key with its scheme dropped but a namespace kept (auth.json allows `host/org`).
 fn normalize_with_path(key: &str) -> String {
+    let key = key.to_ascii_lowercase();
     let key = key
         .strip_prefix("https://")
         .or_else(|| key.strip_prefix("http://"))
-        .unwrap_or(key);
+        .unwrap_or(&key);
     let key = key.trim_end_matches('/');
     let (host, path) = key.split_once('/').unwrap_or((key, ""));
     let host = match host {

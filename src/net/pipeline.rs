@@ -235,7 +235,9 @@ impl Work {
                     slowest: Duration::ZERO,
                 });
             }
-            Err(e) => self.give_up(queue, e.to_string()),
+            // A place that cannot be reached stops the whole pipeline: each origin that
+            // cannot be reached must not cost a `--timeout` of its own (many silent CDNs).
+            Err(e) => self.poison(e.to_string()),
         }
     }
 
@@ -269,7 +271,13 @@ impl Work {
                 );
                 return self.end(lane, why, true);
             }
-            Err(e) if timed_out(&e) && lane.answered > 0 => {
+            // No first answer: the pipeline stops, so that silent origins cost one
+            // `--timeout` in all, not one each; the rest go one by one.
+            Err(e) if lane.answered == 0 => {
+                self.poison(format!("{}: {e}", lane.origin));
+                return None;
+            }
+            Err(e) if timed_out(&e) => {
                 let why = format!(
                     "{} sent no answer for {:.1} s after {} (pipelining unsupported?)",
                     lane.origin,

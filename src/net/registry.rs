@@ -173,8 +173,9 @@ impl Client {
 
     /// Lists a repository's tags page by page, following `Link: <...>; rel="next"` on the
     /// registry's own origin, and hands each page to `page` as it arrives (it returns whether
-    /// to go on): memory holds one page, however many there are. A page asked for twice (a
-    /// loop), or more than `MAX_PAGES` pages, ends the list with an error.
+    /// to go on): memory holds one page, however many there are. A page asked for twice (its
+    /// URL spelt another way, or the same tags again), or more than `MAX_PAGES` pages, ends
+    /// the list with an error.
     pub fn tags(
         &mut self,
         repo: &Repository,
@@ -186,10 +187,10 @@ impl Client {
             repo.registry().base_url(),
             repo.path()
         );
-        // Hashes, not the URLs themselves: a registry chooses their length.
+        // Hashes, not the URLs and pages themselves: a registry chooses their length.
         let (state, mut seen) = (RandomState::new(), HashSet::new());
         for _ in 0..MAX_PAGES {
-            if !seen.insert(state.hash_one(&url)) {
+            if !seen.insert(state.hash_one(("url", page_key(&url)))) {
                 return Err(Error::BadTags(format!("its pages loop: {url} came twice")));
             }
             let reply = self.get(repo, &url, &[("Accept", "application/json")])?;
@@ -198,7 +199,13 @@ impl Client {
             let page_url = reply.url.clone();
             let body =
                 reply.read_limited(manifest::MAX_SIZE, self.transport.pace(), "a tag list")?;
-            if !page(tag_page(&body, &page_url)?)? {
+            let tags = tag_page(&body, &page_url)?;
+            if !tags.is_empty() && !seen.insert(state.hash_one(("tags", &tags))) {
+                return Err(Error::BadTags(format!(
+                    "its pages loop: {page_url} gave a page it gave before"
+                )));
+            }
+            if !page(tags)? {
                 return Ok(());
             }
             match next {
@@ -370,6 +377,24 @@ fn blob_url(repo: &Repository, digest: &Digest) -> String {
 fn auth_key(repo: &Repository) -> (String, String) {
     let scope = format!("repository:{}:pull", repo.path());
     (repo.registry().base_url(), scope)
+}
+
+/// A page's URL as a server reads it: without its fragment, and with `.` and `..` path
+/// segments resolved, so that spelling a page another way does not make it another page.
+fn page_key(url: &str) -> String {
+    let url = url.split('#').next().unwrap_or(url);
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in path.split('/') {
+        match segment {
+            "." => {}
+            ".." => {
+                segments.pop();
+            }
+            segment => segments.push(segment),
+        }
+    }
+    format!("{}?{query}", segments.join("/"))
 }
 
 /// One page of `{"tags": [...]}`.

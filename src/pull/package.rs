@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use crate::cli::{Mode, Output};
 use crate::content::digest::Verifier;
 use crate::content::manifest::{Descriptor, Fetched, Manifest};
-use crate::deliver::{settle, Deliver, Origin, Wanted};
+use crate::deliver::{resumable, Deliver, Origin, Wanted};
 use crate::disk::fresh::{self, Found};
+use crate::disk::layout::SOURCE;
 use crate::disk::partial::{self, Stage};
 use crate::disk::paths;
 use crate::error::{Error, Result};
@@ -94,6 +95,7 @@ pub(super) fn pull_package(
             origin: d.origin,
             cache: d.cache,
             progress: &mut quiet,
+            pipeline: false,
         };
         if let Err(e) = fill.fill(&config.digest, Some(config.size), "config") {
             d.progress
@@ -256,24 +258,31 @@ fn all_at_once<'t>(
     drop(jobs);
     let mut failed = None;
     for ((partial, _, title), delivered) in partials.into_iter().zip(delivered) {
-        let settled = match delivered {
+        // A file given up goes through the stage, which removes the directories it made only
+        // once no other file of the package is in them.
+        let e = match delivered {
             // Not tried after a failure.
             None => {
                 stage.drop_partial(partial);
                 continue;
             }
-            // Another source comes next: nothing of this one is kept.
-            Some(Err(e)) if fallback => {
+            Some(Ok(_)) => match partial.finish() {
+                Ok(staged) => {
+                    stage.push(staged);
+                    continue;
+                }
+                Err(e) => e,
+            },
+            Some(Err(e)) if !fallback && resumable(&partial, &e) => Error::Kept {
+                path: partial.path().to_path_buf(),
+                source: Box::new(e),
+            },
+            Some(Err(e)) => {
                 stage.drop_partial(partial);
-                Err(e)
+                e
             }
-            Some(delivered) => settle(partial, delivered),
         };
-        match settled {
-            Ok((staged, _)) => stage.push(staged),
-            Err(e) if failed.is_none() => failed = Some((title, e)),
-            Err(_) => {}
-        }
+        failed.get_or_insert((title, e));
     }
     match failed {
         Some(failed) => Err(failed),
@@ -281,14 +290,15 @@ fn all_at_once<'t>(
     }
 }
 
-/// Names `top` in the cache as `name`, with the source that said what it is.
+/// Names `top` in the cache as `name`, with the source that said what it is (`SOURCE`).
 fn record(d: &mut Deliver, name: &str, top: &Fetched, report: &Report) -> Result<()> {
     let source = report.source.as_deref().unwrap_or_default();
-    d.record(name, top, &[(SOURCE, source)])
+    let source = match report.mirror_said {
+        true => format!("mirror {source}"),
+        false => source.to_string(),
+    };
+    d.record(name, top, &[(SOURCE, &source)])
 }
-
-/// The annotation beside a name in the cache's `index.json`: who said what it means.
-pub const SOURCE: &str = "dev.ocidl.source";
 
 /// `--verify`: whether each file in `root` holds its layer's content, read from the disk
 /// alone (no blob is requested). Paths are planned as for a pull, whether or not `root`
