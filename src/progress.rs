@@ -78,10 +78,6 @@ impl Progress {
         }
     }
 
-    pub fn quiet(&self) -> bool {
-        self.quiet
-    }
-
     pub fn start(&mut self, name: &str, total: Option<u64>) {
         self.file = Some(File {
             name: text::escape(name).into_owned(),

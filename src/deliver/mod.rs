@@ -77,10 +77,6 @@ impl Cache {
         }
     }
 
-    pub fn layout(&self) -> &Layout {
-        &self.layout
-    }
-
     fn writable(&self) -> bool {
         self.layout.writable() && !self.failed.get()
     }

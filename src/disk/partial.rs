@@ -214,10 +214,6 @@ impl Partial {
         &self.path
     }
 
-    pub fn target(&self) -> &Path {
-        &self.target
-    }
-
     /// Bytes written so far.
     pub fn written(&self) -> u64 {
         self.file.metadata().map_or(0, |m| m.len())
@@ -309,10 +305,6 @@ pub struct Staged {
 }
 
 impl Staged {
-    pub fn target(&self) -> &Path {
-        &self.target
-    }
-
     /// Whether the file can be renamed over its target: it is still the file ocidl made
     /// and verified (a name swapped meanwhile is refused rather than installed), its
     /// directory is still where it was planned, and no directory stands at the target.
