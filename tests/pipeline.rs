@@ -271,6 +271,16 @@ fn assert_pipelined(gets: &[(usize, Seen)], package: &Package, what: &str) -> us
     connection
 }
 
+/// Every one of `seen` came on one connection before that connection's first answer: one
+/// pipelined pass.
+fn assert_one_pass(seen: &[&Seen]) {
+    assert!(
+        seen.iter()
+            .all(|s| s.connection == seen[0].connection && s.answered_before == 0),
+        "{seen:?}"
+    );
+}
+
 /// The later GETs of blob `i` (after its first, the pipeline's), each on a connection other
 /// than the pipeline's: the sequential path.
 fn again(gets: &[(usize, Seen)], i: usize, pipeline: usize) -> Vec<Seen> {
@@ -838,11 +848,7 @@ fn a_download_an_earlier_run_left_is_resumed_and_the_rest_pipelined() {
         .map(|(_, s)| s)
         .collect();
     assert_eq!(rest.len(), 5, "{second:?}");
-    assert!(
-        rest.iter()
-            .all(|s| s.connection == rest[0].connection && s.answered_before == 0),
-        "{rest:?}"
-    );
+    assert_one_pass(&rest);
     assert_ne!(resumed[0].connection, rest[0].connection);
 }
 
@@ -864,11 +870,7 @@ fn only_the_files_include_chooses_are_pipelined() {
     assert_tree(&tmp.join("out"), &titles);
     let gets = blob_gets(&registry, &package);
     assert_eq!(counts(&gets, &package), [1, 1, 1, 0, 1, 1]);
-    assert!(
-        gets.iter()
-            .all(|(_, s)| s.connection == gets[0].1.connection && s.answered_before == 0),
-        "{gets:?}"
-    );
+    assert_one_pass(&gets.iter().map(|(_, s)| s).collect::<Vec<_>>());
 }
 
 #[test]
@@ -883,11 +885,7 @@ fn files_already_there_are_not_asked_for_and_the_rest_are_pipelined() {
     assert_pulled(&tmp, &package, &out);
     let gets = blob_gets(&registry, &package);
     assert_eq!(counts(&gets, &package), [0, 0, 1, 1, 1, 1]);
-    assert!(
-        gets.iter()
-            .all(|(_, s)| s.connection == gets[0].1.connection && s.answered_before == 0),
-        "{gets:?}"
-    );
+    assert_one_pass(&gets.iter().map(|(_, s)| s).collect::<Vec<_>>());
 }
 
 #[test]
