@@ -150,6 +150,33 @@ fn names_planted_in_a_shared_cache_are_replaced_never_followed() {
 }
 
 #[test]
+fn a_fifo_planted_as_the_cache_lock_is_replaced_not_waited_on() {
+    let reg = registry();
+    let reference = reg.reference(&format!("{REPO}:v1"));
+    let tmp = TempDir::new();
+    pull_plain(
+        tmp.path(),
+        &["--cache", "cache", "--cache-only"],
+        &reference,
+    )
+    .run()
+    .assert_success();
+    let lock = tmp.join("cache/index.json.lock");
+    fs::remove_file(&lock).ok();
+    // No reader: an open that waited for one would hang here until the timeout.
+    mkfifo(&lock);
+
+    pull_plain(tmp.path(), &["--cache", "cache", "-o", "out"], &reference)
+        .timeout(Duration::from_secs(30))
+        .run()
+        .assert_success();
+    assert_files(&tmp.join("out"), &files());
+    let kind = fs::symlink_metadata(&lock).unwrap().file_type();
+    assert!(kind.is_file(), "the lock is still a FIFO: {kind:?}");
+    assert_no_temp_files(tmp.path());
+}
+
+#[test]
 fn cache_only_never_writes_into_what_an_entry_points_to() {
     let reg = registry();
     let reference = reg.reference(&format!("{REPO}:v1"));

@@ -276,6 +276,9 @@ impl Layout {
     /// Takes `index.json.lock`, waiting `patience` at most for another process to let go.
     fn lock(&self, patience: Duration) -> Result<File> {
         let path = self.root.join("index.json.lock");
+        // Not `create_new`: a lock is one inode every ocidl sharing the cache opens, so an
+        // existing one is used. It is never written, only locked, and what is there is
+        // opened without following a symlink or waiting on a FIFO, then checked.
         let open = || {
             OpenOptions::new()
                 .write(true)
