@@ -33,6 +33,13 @@ fn registry() -> Registry {
     reg
 }
 
+/// `cache/` beside the test's files, filled by a `--cache-only` run of `reference`.
+fn fill_cache(tmp: &TempDir, reference: &str) {
+    pull_plain(tmp.path(), &["--cache", "cache", "--cache-only"], reference)
+        .run()
+        .assert_success();
+}
+
 /// A file of the user's outside everything ocidl writes: it must stay as it is.
 fn victim(tmp: &TempDir, name: &str) -> std::path::PathBuf {
     let path = tmp.join(name);
@@ -116,13 +123,7 @@ fn names_planted_in_a_shared_cache_are_replaced_never_followed() {
     let reference = reg.reference(&format!("{REPO}:v1"));
     let tmp = TempDir::new();
     // A cache someone else can write into, as a shared one is.
-    pull_plain(
-        tmp.path(),
-        &["--cache", "cache", "--cache-only"],
-        &reference,
-    )
-    .run()
-    .assert_success();
+    fill_cache(&tmp, &reference);
     let blobs = tmp.join("cache/blobs/sha256");
     let tool = &files()[0].1;
     let hex = sha256_hex(tool);
@@ -154,13 +155,7 @@ fn a_fifo_planted_as_the_cache_lock_is_replaced_not_waited_on() {
     let reg = registry();
     let reference = reg.reference(&format!("{REPO}:v1"));
     let tmp = TempDir::new();
-    pull_plain(
-        tmp.path(),
-        &["--cache", "cache", "--cache-only"],
-        &reference,
-    )
-    .run()
-    .assert_success();
+    fill_cache(&tmp, &reference);
     let lock = tmp.join("cache/index.json.lock");
     fs::remove_file(&lock).ok();
     // No reader: an open that waited for one would hang here until the timeout.
@@ -220,9 +215,7 @@ fn a_wrong_cache_entry_never_reaches_a_stream() {
     let tool = &files()[0].1;
     let blob = reg.reference(&format!("{REPO}@{}", digest_of(tool)));
     let tmp = TempDir::new();
-    pull_plain(tmp.path(), &["--cache", "cache", "--cache-only"], &blob)
-        .run()
-        .assert_success();
+    fill_cache(&tmp, &blob);
     let entry = tmp.join("cache/blobs/sha256").join(sha256_hex(tool));
     // The right size, the wrong bytes: only the digest can tell.
     let mut wrong = tool.clone();
@@ -366,13 +359,7 @@ fn a_cache_directory_swapped_for_a_symlink_is_never_written_through() {
     let reference = reg.reference(&format!("{REPO}:v1"));
     for swapped in ["blobs/sha256", "blobs"] {
         let tmp = TempDir::new();
-        pull_plain(
-            tmp.path(),
-            &["--cache", "cache", "--cache-only"],
-            &reference,
-        )
-        .run()
-        .assert_success();
+        fill_cache(&tmp, &reference);
         let outside = tmp.mkdir("outside");
         let dir = tmp.join("cache").join(swapped);
         fs::remove_dir_all(&dir).unwrap();
@@ -421,9 +408,7 @@ fn a_cache_entry_rewritten_between_the_check_and_the_copy_never_reaches_a_stream
     let digest = reg.pusher().push_blob(REPO, &genuine).digest;
     let blob = reg.reference(&format!("{REPO}@{digest}"));
     let tmp = TempDir::new();
-    pull_plain(tmp.path(), &["--cache", "cache", "--cache-only"], &blob)
-        .run()
-        .assert_success();
+    fill_cache(&tmp, &blob);
     let entry = tmp
         .join("cache/blobs/sha256")
         .join(sha256_hex(&genuine))
